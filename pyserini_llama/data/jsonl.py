@@ -1,0 +1,53 @@
+"""Strict JSONL reading: every problem is reported with its file and line number."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from pathlib import Path
+from typing import IO, Iterator, Tuple, Union
+
+from ..errors import DataError, UserError
+
+PathLike = Union[str, os.PathLike]
+
+
+def open_text(path: PathLike) -> IO[str]:
+    """Open a (possibly gzipped) UTF-8 text file, with a clear error if it is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a file")
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
+
+
+def iter_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
+    """Yield ``(line_number, line)`` for non-blank lines; non-UTF-8 bytes raise a DataError."""
+    with open_text(path) as f:
+        lineno = 0
+        while True:
+            try:
+                line = f.readline()
+            except UnicodeDecodeError as e:
+                raise DataError(path, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)",
+                                lineno + 1) from None
+            if not line:
+                return
+            lineno += 1
+            if line.strip():
+                yield lineno, line.rstrip("\n").rstrip("\r")
+
+
+def iter_jsonl(path: PathLike) -> Iterator[Tuple[int, dict]]:
+    """Yield ``(line_number, object)`` for each JSON object line."""
+    for lineno, line in iter_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"malformed JSON ({e.msg} at column {e.colno})", lineno) from None
+        if not isinstance(obj, dict):
+            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", lineno)
+        yield lineno, obj
