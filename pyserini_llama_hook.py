@@ -23,7 +23,7 @@ ENCODER_CLASSES: Dict[str, tuple] = {
     "repllama-onnx": ("pyserini_llama.encoders.pyserini_adapters", "RepLlamaOnnxQueryEncoder", None),
     "repllama": ("pyserini_llama.encoders.pyserini_adapters", "RepLlamaQueryEncoder",
                  "RepLlamaDocumentEncoder"),
-    "llara": ("pyserini_llama.encoders.pyserini_adapters", "LlaraQueryEncoder", "LlaraDocumentEncoder"),
+    "llara": ("pyserini_llama.encoders.llara_adapters", "LlaraQueryEncoder", "LlaraDocumentEncoder"),
 }
 
 
