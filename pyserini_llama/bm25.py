@@ -1,6 +1,10 @@
 """BM25 through Pyserini itself: JsonCollection conversion, Lucene indexing and search.
 
-Example::
+Command line (indexes the collection once under ``--index``, then searches and evaluates)::
+
+    python -m pyserini_llama.bm25 --collection beir-scifact --split test --output runs/scifact-bm25.trec
+
+Python::
 
     from pyserini_llama.bm25 import build_lucene_index, bm25_search
     build_lucene_index("../shared/ir/beir-scifact/corpus.jsonl", "indexes/scifact-lucene")
@@ -10,17 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Optional, Sequence, Union
 
 from .data.atomic import atomic_dir, atomic_write
 from .data.beir import iter_corpus
 from .data.trec import Run
-from .errors import UserError
+from .errors import UserError, run_cli
 
 PathLike = Union[str, os.PathLike]
 
@@ -88,5 +91,56 @@ def lucene_doc_text(searcher, docid: str) -> str:
         return raw
 
 
-def remove_index(index_dir: PathLike) -> None:
-    shutil.rmtree(index_dir, ignore_errors=True)
+def ensure_lucene_index(corpus: PathLike, index_dir: PathLike, threads: int = 2) -> Path:
+    """Reuse a finished index (atomic builds mean an existing folder is complete), else build it."""
+    index_dir = Path(index_dir)
+    if index_dir.is_dir() and any(index_dir.glob("segments_*")):
+        return index_dir
+    return build_lucene_index(corpus, index_dir, threads=threads, overwrite=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import argparse
+    import time
+
+    from .data.collections import resolve_collection
+    from .data.trec import write_run
+    from .eval import evaluate, format_table
+
+    parser = argparse.ArgumentParser(prog="python -m pyserini_llama.bm25",
+                                     description="BM25 (Pyserini/Lucene) over a BEIR collection, with evaluation.")
+    parser.add_argument("--collection", default="beir-scifact", help="name or BEIR folder (default: beir-scifact)")
+    parser.add_argument("--data-dir", help="where collections live (default: ../shared/ir when present)")
+    parser.add_argument("--split", default="test", help="queries/qrels split (default: test)")
+    parser.add_argument("--index", help="Lucene index folder (default: indexes/<collection>-lucene)")
+    parser.add_argument("--output", help="TREC run to write (default: runs/<collection>-<split>-bm25.trec)")
+    parser.add_argument("--hits", type=int, default=1000)
+    parser.add_argument("--k1", type=float, default=0.9)
+    parser.add_argument("--b", type=float, default=0.4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run file")
+    args = parser.parse_args(argv)
+    if args.hits <= 0:
+        raise UserError(f"--hits must be positive, got {args.hits}")
+
+    collection = resolve_collection(args.collection, args.data_dir)
+    name = collection.root.name
+    index = Path(args.index or f"indexes/{name}-lucene")
+    output = Path(args.output or f"runs/{name}-{args.split}-bm25.trec")
+    from .data.atomic import check_output_path
+    check_output_path(output, args.overwrite)
+    queries = collection.queries(args.split)
+    t0 = time.perf_counter()
+    ensure_lucene_index(collection.corpus_path, index, threads=args.threads)
+    t1 = time.perf_counter()
+    run = bm25_search(index, queries, k=args.hits, k1=args.k1, b=args.b, threads=args.threads)
+    t2 = time.perf_counter()
+    write_run(run, output, tag="bm25", overwrite=True)
+    scores = evaluate(run, collection.qrels(args.split), ("nDCG@10", "R@100", "R@1000", "MRR@10", "MAP"))
+    print(f"{name} {args.split}: {len(queries)} queries, index {t1 - t0:.1f}s, search {t2 - t1:.1f}s -> {output}")
+    print(format_table({f"bm25 (k1={args.k1}, b={args.b})": scores}))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 from pathlib import Path
@@ -13,30 +12,28 @@ from ..errors import DataError, UserError
 PathLike = Union[str, os.PathLike]
 
 
-def open_text(path: PathLike) -> IO[str]:
-    """Open a (possibly gzipped) UTF-8 text file, with a clear error if it is missing."""
+def open_binary(path: PathLike) -> IO[bytes]:
+    """Open a (possibly gzipped) file for reading, with a clear error if it is missing."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file")
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a file")
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def iter_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
-    """Yield ``(line_number, line)`` for non-blank lines; non-UTF-8 bytes raise a DataError."""
-    with open_text(path) as f:
-        lineno = 0
-        while True:
+    """Yield ``(line_number, line)`` for non-blank lines; non-UTF-8 bytes raise a DataError.
+
+    Lines are decoded one at a time so that a bad byte is reported on its own line.
+    """
+    with open_binary(path) as f:
+        for lineno, raw in enumerate(f, start=1):
             try:
-                line = f.readline()
+                line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(path, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)",
-                                lineno + 1) from None
-            if not line:
-                return
-            lineno += 1
+                                lineno) from None
             if line.strip():
                 yield lineno, line.rstrip("\n").rstrip("\r")
 

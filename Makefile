@@ -1,0 +1,12 @@
+# The two README commands. Both install what they need into ./.venv first (scripts/bootstrap.sh).
+PY := .venv/bin/python
+
+.PHONY: demo test install
+install:
+	bash scripts/bootstrap.sh
+
+demo: install
+	$(PY) -m pyserini_llama.pipeline $(ARGS)
+
+test: install
+	$(PY) -m pytest -q $(ARGS)

@@ -1,0 +1,202 @@
+"""LLaRA / Llama2Vec: prompts, token layout and the dense encoder (pure torch/transformers; no pyserini).
+
+A LLaRA text embedding is read at the end of a suffix prompt that asks the LLM to summarise the text
+(EBAE, used for passages) or to predict what follows it (EBAR, used for queries). Two prompt formats exist:
+
+``released`` (FlagEmbedding ``research/LLARA``, the ``BAAI/LLARA-*`` checkpoints)::
+
+    <s>"{passage}", summarize the above passage within eight words: <s1><s2><s3><s4><s5><s6><s7><s8>
+    <s>"{query}", predict the following passage within eight words: <s9><s10><s11><s12><s13><s14><s15><s16>
+
+The 16 ``<sN>`` tokens are added to the vocabulary; the embedding is the mean of the last 8 hidden states
+(the 8 added tokens; left padding keeps them at the end of every row), L2-normalised.
+
+``paper`` (the Llama2Vec paper): ``{text} The original sentence: </s>`` for passages and
+``{text} The next sentence: </s>`` for queries, embedding = the state of that final ``</s>`` (the mean of the
+last 1), L2-normalised.
+
+Token layout (as the reference builds it, not by tokenizing one joined string): the prefix tokenized *with* the
+tokenizer's special tokens (BOS + ``"``), the text *without*, truncated so that the whole row fits
+``max_length``, then the suffix *without* special tokens. Joining the strings first would change the tokens at
+both seams with a SentencePiece tokenizer.
+
+Example::
+
+    enc = LlaraEncoder.from_checkpoint("llara", device="cuda")      # BAAI/LLARA-passage
+    q = enc.encode_queries(["what is a llama"])
+    p = enc.encode_passages([("Llama", "The llama is a domesticated South American camelid.")])
+    scores = q @ p.T
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+from ..models.checkpoint import CheckpointConfig, register_builtin
+from .repllama import PassageLike, RepLlamaEncoder, _title_text
+
+PASSAGE_TOKENS = tuple(f"<s{i}>" for i in range(1, 9))
+QUERY_TOKENS = tuple(f"<s{i}>" for i in range(9, 17))
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """One LLaRA prompt format: the passage (EBAE) and query (EBAR) suffixes and how many end states to pool.
+
+    ``{eos}`` in a suffix stands for the tokenizer's EOS token (``</s>`` for LLaMA-2).
+    """
+
+    name: str
+    prefix: str
+    passage_suffix: str  # EBAE: the text predicts its own tokens
+    query_suffix: str  # EBAR: the text predicts the tokens of the next passage
+    k: int  # how many states at the end of a suffix make the embedding
+    added_tokens: tuple = ()
+
+    def suffixes(self, tokenizer) -> tuple[str, str]:
+        eos = tokenizer.eos_token or ""
+        return self.passage_suffix.format(eos=eos), self.query_suffix.format(eos=eos)
+
+    def checkpoint_config(self, tokenizer=None, base_model: Optional[str] = None, query_max_length: int = 64,
+                          passage_max_length: int = 512, dtype: str = "bfloat16") -> CheckpointConfig:
+        """The :class:`CheckpointConfig` (kind ``llara``) that encodes with this format.
+
+        ``tokenizer`` resolves ``{eos}``; without one, ``</s>`` (LLaMA-2's EOS) is used.
+        """
+        if tokenizer is not None:
+            passage_suffix, query_suffix = self.suffixes(tokenizer)
+        else:
+            passage_suffix, query_suffix = (s.format(eos="</s>") for s in (self.passage_suffix,
+                                                                            self.query_suffix))
+        return CheckpointConfig(
+            kind="llara", base_model=base_model, query_prefix=self.prefix, passage_prefix=self.prefix,
+            query_suffix=query_suffix, passage_suffix=passage_suffix, query_max_length=query_max_length,
+            passage_max_length=passage_max_length, pooling="mean_last_k", pooling_k=self.k, normalize=True,
+            append_eos=False, dtype=dtype, padding_side="left", extra={"prompt_format": self.name})
+
+
+PROMPT_FORMATS: Dict[str, PromptFormat] = {
+    "released": PromptFormat(
+        name="released", prefix='"',
+        passage_suffix='", summarize the above passage within eight words: ' + "".join(PASSAGE_TOKENS),
+        query_suffix='", predict the following passage within eight words: ' + "".join(QUERY_TOKENS),
+        k=8, added_tokens=PASSAGE_TOKENS + QUERY_TOKENS),
+    "paper": PromptFormat(
+        name="paper", prefix="", passage_suffix=" The original sentence: {eos}",
+        query_suffix=" The next sentence: {eos}", k=1),
+}
+
+
+def prompt_format(name: str) -> PromptFormat:
+    try:
+        return PROMPT_FORMATS[name]
+    except KeyError:
+        raise UserError(f"unknown LLaRA prompt format {name!r} (use {', '.join(PROMPT_FORMATS)})") from None
+
+
+def add_prompt_tokens(tokenizer, model, fmt: PromptFormat) -> int:
+    """Add the format's new tokens as special tokens (as the reference does) and grow the embeddings.
+
+    Returns how many tokens were new; tokens already in the vocabulary (an adapted checkpoint) are kept.
+    """
+    missing = [t for t in fmt.added_tokens if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing},
+                                     replace_additional_special_tokens=False)
+    if model is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    return len(missing)
+
+
+def check_prompt_tokens(tokenizer, config: CheckpointConfig) -> None:
+    """Refuse a released-format config whose tokenizer lacks the ``<sN>`` tokens (they would split into text)."""
+    if config.extra.get("prompt_format") != "released":
+        return
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in PASSAGE_TOKENS + QUERY_TOKENS if t not in vocab]
+    if missing:
+        raise UserError(f"the tokenizer lacks LLaRA's added tokens {missing[:3]}...; use a LLaRA checkpoint "
+                        f"(its tokenizer carries them) or adapt one with python -m pyserini_llama.train.llara")
+
+
+def segment_token_ids(tokenizer, texts: Sequence[str], prefix: str, suffix: str, max_length: int,
+                      extra_suffix: Sequence[int] = ()) -> List[List[int]]:
+    """``prefix`` (with special tokens) + text (without, truncated) + ``suffix`` (without) per text.
+
+    The text is cut so that the row, ``extra_suffix`` ids included, is at most ``max_length`` tokens.
+    """
+    prefix_ids = tokenizer(prefix, add_special_tokens=True)["input_ids"]
+    suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] + list(extra_suffix)
+    room = max_length - len(prefix_ids) - len(suffix_ids)
+    if room < 1:
+        raise UserError(f"max_length {max_length} leaves no room for text after the LLaRA prompt "
+                        f"({len(prefix_ids) + len(suffix_ids)} tokens)")
+    if not texts:
+        return []
+    body = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=room,
+                     return_attention_mask=False)["input_ids"]
+    return [prefix_ids + row + suffix_ids for row in body]
+
+
+def passage_text(doc: PassageLike) -> str:
+    title, text = _title_text(doc)
+    return f"{title} {text}".strip()
+
+
+class LlaraEncoder(RepLlamaEncoder):
+    """A LLaRA checkpoint as a dense bi-encoder: the RepLLaMA machinery with LLaRA's token layout.
+
+    Pooling (mean of the last ``pooling_k`` states), left padding and normalisation come from the checkpoint's
+    :class:`CheckpointConfig` (see :meth:`PromptFormat.checkpoint_config`); only the token layout differs
+    from RepLLaMA, so only the two ``*_token_ids`` methods are overridden.
+
+    Example::
+
+        enc = LlaraEncoder.from_checkpoint("/path/to/llara-adapted-checkpoint")
+        q = enc.encode_queries(["boundary layer heat transfer"])       # (1, hidden) float32, unit norm
+    """
+
+    @classmethod
+    def from_checkpoint(cls, name_or_path: str, device: str = "cpu", dtype: Optional[str] = None,
+                        trust_remote_code: bool = False, config: Optional[CheckpointConfig] = None,
+                        **kwargs) -> "LlaraEncoder":
+        encoder = super().from_checkpoint(name_or_path, device=device, dtype=dtype,
+                                          trust_remote_code=trust_remote_code, config=config, **kwargs)
+        if encoder.config.kind != "llara":
+            raise UserError(f"{name_or_path}: not a LLaRA checkpoint (kind {encoder.config.kind!r} in its "
+                            f"pyserini_llama.json)")
+        check_prompt_tokens(encoder.tokenizer, encoder.config)
+        encoder.tokenizer.padding_side = encoder.config.padding_side
+        return encoder
+
+    def query_token_ids(self, queries: Sequence[str], max_length: Optional[int] = None) -> List[List[int]]:
+        c = self.config
+        return segment_token_ids(self.tokenizer, queries, c.query_prefix, c.query_suffix,
+                                 max_length or c.query_max_length, self._eos())
+
+    def passage_token_ids(self, docs: Sequence[PassageLike], max_length: Optional[int] = None) -> List[List[int]]:
+        c = self.config
+        return segment_token_ids(self.tokenizer, [passage_text(d) for d in docs], c.passage_prefix,
+                                 c.passage_suffix, max_length or c.passage_max_length, self._eos())
+
+    def _eos(self) -> List[int]:
+        return [self.tokenizer.eos_token_id] if self.config.append_eos else []
+
+    def encode_queries(self, queries: Sequence[str], max_length: Optional[int] = None,
+                       max_tokens_per_batch: Optional[int] = None, show_progress: bool = True) -> np.ndarray:
+        return self.encode_token_ids(self.query_token_ids(queries, max_length), max_tokens_per_batch,
+                                     show_progress, desc="queries")
+
+    def encode_passages(self, docs: Sequence[PassageLike], max_length: Optional[int] = None,
+                        max_tokens_per_batch: Optional[int] = None, show_progress: bool = True) -> np.ndarray:
+        return self.encode_token_ids(self.passage_token_ids(docs, max_length), max_tokens_per_batch,
+                                     show_progress, desc="passages")
+
+
+# BAAI/LLARA-passage: LLARA-pretrain fine-tuned on MS MARCO passage; a merged full model with the added tokens.
+register_builtin("llara", "BAAI/LLARA-passage",
+                 PROMPT_FORMATS["released"].checkpoint_config(base_model=None, query_max_length=64,
+                                                              passage_max_length=512, dtype="bfloat16"))

@@ -1,0 +1,110 @@
+"""The trainable model: a base model from a name or folder, wrapped in LoRA (the papers' default) or left
+whole for full fine-tuning, and saved in the published checkpoint format.
+
+LoRA defaults are RepLLaMA/RankLLaMA's: r 32, alpha 64, dropout 0.1 on q, v, o, gate, up and down projections
+(not k). Adapters are written as ``adapter_config.json`` + ``adapter_model.safetensors`` whose
+``base_model_name_or_path`` is the base model's *name* as given (``smollm2-135m``, a hub id), not the local
+folder it resolved to, so a checkpoint works on any machine that can resolve that name.
+
+Example::
+
+    model = load_base_model("smollm2-135m", task="embedding", dtype="bfloat16", device="cuda")
+    model = apply_lora(model, task="embedding", r=32, alpha=64, dropout=0.1)
+    save_model(model, "out/", base_model="smollm2-135m", dtype="bfloat16")
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from .arguments import LORA_TARGET_MODULES
+
+PEFT_TASK = {"embedding": "FEATURE_EXTRACTION", "sequence-classification": "SEQ_CLS"}
+
+
+def load_base_model(name_or_path: str, task: str, dtype: str, device: str, full: bool,
+                    gradient_checkpointing: bool = True, pad_token_id=None):
+    """The base model for ``task``; LoRA keeps frozen weights in ``dtype``, full fine-tuning in float32."""
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    from ..models.load import check_weights_safe, torch_dtype
+    from ..models.loader import resolve_model_path
+
+    folder = resolve_model_path(name_or_path)
+    check_weights_safe(folder)
+    # Full fine-tuning keeps float32 master weights (AdamW updates are too small for bf16); autocast runs
+    # the matmuls in bf16 either way.
+    weights_dtype = torch.float32 if full else torch_dtype(dtype, device)
+    kwargs = dict(dtype=weights_dtype, attn_implementation="sdpa")
+    if task == "sequence-classification":
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=1, **kwargs)
+        if pad_token_id is not None:
+            model.config.pad_token_id = pad_token_id  # the score head finds the last token by it
+    else:
+        model = AutoModel.from_pretrained(str(folder), **kwargs)
+    model.config.use_cache = False
+    if gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input gradients, so it works with a frozen embedding table.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model.to(torch.device(device))
+
+
+def lora_config(task: str, r: int = 32, alpha: int = 64, dropout: float = 0.1,
+                target_modules: Sequence[str] = tuple(LORA_TARGET_MODULES.split(","))):
+    from peft import LoraConfig
+
+    return LoraConfig(task_type=PEFT_TASK[task], r=r, lora_alpha=alpha, lora_dropout=dropout,
+                      target_modules=list(target_modules), bias="none",
+                      # the score head is new: it must train and ship with the adapter
+                      modules_to_save=["score"] if task == "sequence-classification" else None)
+
+
+def apply_lora(model, task: str, r: int = 32, alpha: int = 64, dropout: float = 0.1,
+               target_modules: Sequence[str] = tuple(LORA_TARGET_MODULES.split(","))):
+    from peft import get_peft_model
+
+    # peft keeps adapter weights in float32 over a bf16 base (autocast_adapter_dtype), as mixed precision wants
+    return get_peft_model(model, lora_config(task, r, alpha, dropout, target_modules))
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def trainable_parameters(model):
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def save_model(model, folder: Path, base_model: str, dtype: str) -> None:
+    """Write an adapter (LoRA) or a full safetensors model into ``folder``, weights cast to ``dtype``."""
+    import torch
+
+    from ..models.load import torch_dtype
+
+    folder = Path(folder)
+    target = torch_dtype(dtype, "cuda")  # the dtype named, whatever device trained
+    if is_peft(model):
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        state = {k: (v.to(target) if v.is_floating_point() else v).detach().cpu().contiguous()
+                 for k, v in get_peft_model_state_dict(model).items()}
+        save_file(state, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+        config = model.peft_config["default"]
+        data = config.to_dict()
+        data.update(base_model_name_or_path=base_model, inference_mode=True)
+        data = {k: (sorted(v) if isinstance(v, set) else v) for k, v in data.items()}
+        (folder / "adapter_config.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    else:
+        model.config.use_cache = True
+        with torch.no_grad():
+            copy = {k: v.detach().to(target) for k, v in model.state_dict().items()}
+        model.save_pretrained(str(folder), state_dict=copy, safe_serialization=True)
+        # Record the name, not a machine path: "_name_or_path" would otherwise say where it trained.
+        config_path = folder / "config.json"
+        data = json.loads(config_path.read_text())
+        data["_name_or_path"] = base_model
+        data["dtype"] = str(target).replace("torch.", "")
+        config_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
