@@ -42,3 +42,11 @@ def test_doctor_reports_every_part():
     for part in ("Java >= 21", "pyserini", "pyserini hook", "torch", "faiss", "onnxruntime", "collections"):
         assert part in out.stdout
     assert out.returncode == (0 if "all required parts found" in out.stdout else 1)
+
+
+def test_convert_cli_refuses_bad_corpus_without_output(tmp_path):
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n')
+    out = run_cli("pyserini_llama.convert", str(tmp_path / "corpus.jsonl"), str(tmp_path / "docs.jsonl"))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: {tmp_path / 'corpus.jsonl'}:2: duplicate document id 'a' (first seen on line 1)"
+    assert not (tmp_path / "docs.jsonl").exists() and [p.name for p in tmp_path.iterdir()] == ["corpus.jsonl"]
