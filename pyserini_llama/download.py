@@ -208,8 +208,8 @@ def _tar_members(tar: tarfile.TarFile, archive: Path) -> Iterator[_Member]:
 
 def _zip_members(zf: zipfile.ZipFile, archive: Path) -> Iterator[_Member]:
     for info in zf.infolist():
-        mode = info.external_attr >> 16
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        mode = info.external_attr >> 16  # Unix mode when made on Unix; many writers leave the type bits 0
+        if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             kind = "link" if stat.S_ISLNK(mode) else "special file"
             raise DownloadError(f"{archive}: refusing {kind} {info.filename!r} in archive")
         parts = _safe_parts(info.filename, archive)
@@ -284,7 +284,11 @@ def fetch_archive(urls: Sequence[str], target: PathLike, md5: Optional[str] = No
     name = urls[0].rstrip("/").rsplit("/", 1)[-1] if urls else target.name
     archive_dir = Path(downloads) if downloads else target.parent
     archive = download_first(urls, archive_dir / name, md5=md5, sha256=sha256, progress=progress, **kwargs)
-    extract_archive(archive, target)
+    try:
+        extract_archive(archive, target)
+    except DownloadError:
+        archive.unlink()  # verified but unsafe or unreadable: keeping it would only be extracted again
+        raise
     if not keep_archive:
         archive.unlink()
     return target

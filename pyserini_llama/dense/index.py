@@ -131,7 +131,7 @@ def build_index(encoder, corpus_path: PathLike, index_dir: PathLike, shard_size:
     if rank != 0:
         _prepare_work_dir(work, manifest, overwrite=False)  # only checks: rank 0 made it
 
-    total = _count_lines(corpus) if rank == 0 else None
+    total = _count_lines(corpus) if world_size == 1 else None  # a rank sees only its share
     n_shards = 0
     with tqdm(total=total, desc=f"rank {rank}/{world_size} docs" if world_size > 1 else "documents",
               unit="doc", disable=not show_progress, dynamic_ncols=True) as bar:

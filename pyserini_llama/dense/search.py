@@ -80,7 +80,7 @@ class DenseSearcher:
         import torch
 
         dtype = torch.float16 if self.fp16 else torch.float32
-        return [torch.from_numpy(np.ascontiguousarray(vectors[s:s + rows_per_chunk])).to(self.device, dtype)
+        return [torch.from_numpy(np.array(vectors[s:s + rows_per_chunk], dtype=np.float32)).to(self.device, dtype)
                 for s in range(0, len(vectors), rows_per_chunk)]
 
     def encode_queries(self, queries: List[str]) -> np.ndarray:
@@ -106,6 +106,8 @@ class DenseSearcher:
         """Scores and row indices ``(n_queries, min(k, ntotal))`` of the best documents, best first."""
         q_emb = np.ascontiguousarray(np.asarray(q_emb, dtype=np.float32).reshape(-1, self.dimension))
         k = min(k, len(self.docids))
+        if k == 0:  # an empty index
+            return np.zeros((len(q_emb), 0), np.float32), np.zeros((len(q_emb), 0), np.int64)
         if self.backend == "faiss":
             scores, indices = self._faiss.search(q_emb, k)
             return scores, indices

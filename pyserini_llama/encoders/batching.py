@@ -11,7 +11,7 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -56,8 +56,3 @@ def run_batches(batches: List[List[int]], n: int, fn: Callable[[List[int]], np.n
     if out is None:
         raise ValueError("nothing to encode")
     return out
-
-
-def iter_chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import UserError
-from ..models.checkpoint import CheckpointConfig, register_builtin
+from ..models.checkpoint import CheckpointConfig
 from .repllama import PassageLike, RepLlamaEncoder, _title_text
 
 PASSAGE_TOKENS = tuple(f"<s{i}>" for i in range(1, 9))
@@ -104,8 +104,7 @@ def add_prompt_tokens(tokenizer, model, fmt: PromptFormat) -> int:
     """
     missing = [t for t in fmt.added_tokens if t not in tokenizer.get_vocab()]
     if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing},
-                                     replace_additional_special_tokens=False)
+        tokenizer.add_tokens(missing, special_tokens=True)  # never split, never normalised
     if model is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return len(missing)
@@ -146,12 +145,29 @@ def passage_text(doc: PassageLike) -> str:
     return f"{title} {text}".strip()
 
 
+def query_token_ids(tokenizer, config: CheckpointConfig, queries: Sequence[str],
+                    max_length: Optional[int] = None) -> List[List[int]]:
+    """LLaRA query rows (the EBAR prompt) for a ``kind="llara"`` config; trainers call this too."""
+    eos = [tokenizer.eos_token_id] if config.append_eos else []
+    return segment_token_ids(tokenizer, queries, config.query_prefix, config.query_suffix,
+                             max_length or config.query_max_length, eos)
+
+
+def passage_token_ids(tokenizer, config: CheckpointConfig, docs: Sequence[PassageLike],
+                      max_length: Optional[int] = None) -> List[List[int]]:
+    """LLaRA passage rows (the EBAE prompt); a document is ``(title, text)``, a ``Document`` or a string."""
+    eos = [tokenizer.eos_token_id] if config.append_eos else []
+    return segment_token_ids(tokenizer, [passage_text(d) for d in docs], config.passage_prefix,
+                             config.passage_suffix, max_length or config.passage_max_length, eos)
+
+
 class LlaraEncoder(RepLlamaEncoder):
     """A LLaRA checkpoint as a dense bi-encoder: the RepLLaMA machinery with LLaRA's token layout.
 
     Pooling (mean of the last ``pooling_k`` states), left padding and normalisation come from the checkpoint's
     :class:`CheckpointConfig` (see :meth:`PromptFormat.checkpoint_config`); only the token layout differs
-    from RepLLaMA, so only the two ``*_token_ids`` methods are overridden.
+    from RepLLaMA, so only ``encode_queries``/``encode_passages`` are overridden, to build rows with
+    :func:`query_token_ids` / :func:`passage_token_ids`.
 
     Example::
 
@@ -172,31 +188,15 @@ class LlaraEncoder(RepLlamaEncoder):
         encoder.tokenizer.padding_side = encoder.config.padding_side
         return encoder
 
-    def query_token_ids(self, queries: Sequence[str], max_length: Optional[int] = None) -> List[List[int]]:
-        c = self.config
-        return segment_token_ids(self.tokenizer, queries, c.query_prefix, c.query_suffix,
-                                 max_length or c.query_max_length, self._eos())
-
-    def passage_token_ids(self, docs: Sequence[PassageLike], max_length: Optional[int] = None) -> List[List[int]]:
-        c = self.config
-        return segment_token_ids(self.tokenizer, [passage_text(d) for d in docs], c.passage_prefix,
-                                 c.passage_suffix, max_length or c.passage_max_length, self._eos())
-
-    def _eos(self) -> List[int]:
-        return [self.tokenizer.eos_token_id] if self.config.append_eos else []
-
     def encode_queries(self, queries: Sequence[str], max_length: Optional[int] = None,
                        max_tokens_per_batch: Optional[int] = None, show_progress: bool = True) -> np.ndarray:
-        return self.encode_token_ids(self.query_token_ids(queries, max_length), max_tokens_per_batch,
-                                     show_progress, desc="queries")
+        return self.encode_token_ids(query_token_ids(self.tokenizer, self.config, queries, max_length),
+                                     max_tokens_per_batch, show_progress, desc="queries")
 
     def encode_passages(self, docs: Sequence[PassageLike], max_length: Optional[int] = None,
                         max_tokens_per_batch: Optional[int] = None, show_progress: bool = True) -> np.ndarray:
-        return self.encode_token_ids(self.passage_token_ids(docs, max_length), max_tokens_per_batch,
-                                     show_progress, desc="passages")
+        return self.encode_token_ids(passage_token_ids(self.tokenizer, self.config, docs, max_length),
+                                     max_tokens_per_batch, show_progress, desc="passages")
 
 
 # BAAI/LLARA-passage: LLARA-pretrain fine-tuned on MS MARCO passage; a merged full model with the added tokens.
-register_builtin("llara", "BAAI/LLARA-passage",
-                 PROMPT_FORMATS["released"].checkpoint_config(base_model=None, query_max_length=64,
-                                                              passage_max_length=512, dtype="bfloat16"))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.beir import Document
-from ..models.checkpoint import BUILTIN, CheckpointConfig
+from ..models.checkpoint import CheckpointConfig
 from .batching import plan_batches, run_batches
 
 PassageLike = Union[Tuple[str, str], Document, str]
@@ -108,14 +108,6 @@ def resolve_device(device: Optional[str]) -> str:
     return device
 
 
-def _builtin_config(name_or_path: str) -> Optional[CheckpointConfig]:
-    """The built-in config of a published checkpoint named by its hub id rather than its short name."""
-    for entry in BUILTIN.values():
-        if entry["path"].lower() == str(name_or_path).lower():
-            return entry["config"]
-    return None
-
-
 class RepLlamaEncoder:
     """Encode queries and passages with a RepLLaMA-style checkpoint.
 
@@ -151,7 +143,7 @@ class RepLlamaEncoder:
         device = resolve_device(device)
         loaded = load_checkpoint(name_or_path, task="embedding", device=device, dtype=dtype,
                                  trust_remote_code=trust_remote_code,
-                                 config=config or _builtin_config(name_or_path))
+                                 config=config)
         _prefer_sdpa(loaded.model)
         return cls(loaded.model, loaded.tokenizer, loaded.config, device=device,
                    name_or_path=str(name_or_path), **kwargs)
@@ -218,7 +210,7 @@ class RepLlamaEncoder:
                 batch = {k: v.pin_memory() for k, v in batch.items()}
             return self.embed(batch).cpu().numpy()
 
-        with tqdm(total=len(ids), desc=f"encoding {desc}", unit=desc[:-1] if desc.endswith("s") else desc,
+        with tqdm(total=len(ids), desc=f"encoding {desc}", unit="text",
                   disable=not show_progress, leave=False) as bar, torch.inference_mode():
             return run_batches(batches, len(ids), encode_batch, bar.update)
 

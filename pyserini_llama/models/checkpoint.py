@@ -78,6 +78,16 @@ BUILTIN: Dict[str, Dict[str, Any]] = {
     "rankllama-13b": dict(path="castorini/rankllama-v1-13b-lora-passage", config=CheckpointConfig(
         kind="rankllama", base_model="meta-llama/Llama-2-13b-hf", passage_prefix="document: ",
         query_max_length=32, passage_max_length=164, append_eos=False, dtype="float16")),
+    # BAAI's released LLaRA format: quoted text, an instruction and 8 added tokens whose last-layer states are
+    # averaged (left padding); see pyserini_llama.encoders.llara.PROMPT_FORMATS["released"].
+    "llara": dict(path="BAAI/LLARA-passage", config=CheckpointConfig(
+        kind="llara", query_prefix='"', passage_prefix='"', query_max_length=64, passage_max_length=512,
+        pooling="mean_last_k", pooling_k=8, append_eos=False, dtype="bfloat16", padding_side="left",
+        query_suffix='", predict the following passage within eight words: '
+                     + "".join(f"<s{i}>" for i in range(9, 17)),
+        passage_suffix='", summarize the above passage within eight words: '
+                       + "".join(f"<s{i}>" for i in range(1, 9)),
+        extra={"prompt_format": "released"})),
 }
 
 # Our own small checkpoints ship inside the package, under pyserini_llama/checkpoints/<name>/.
@@ -92,6 +102,9 @@ def resolve_checkpoint(name_or_path: str) -> tuple[Path, Optional[CheckpointConf
     """Return the checkpoint's local folder and its config (from the folder, else the built-in table)."""
     key = name_or_path.lower()
     packaged = PACKAGED_DIR / key
+    by_path = {entry["path"].lower(): name for name, entry in BUILTIN.items()}
+    if key in by_path and not Path(name_or_path).exists():  # a published hub id gets its known config
+        key = by_path[key]
     if key in BUILTIN:
         folder = resolve_model_path(BUILTIN[key]["path"])
         return folder, CheckpointConfig.load(folder) or BUILTIN[key]["config"]

@@ -74,7 +74,8 @@ def load_checkpoint(name_or_path: str, task: str = "embedding", device: str = "c
     config = config or found or CheckpointConfig()
     model_cls = {"embedding": AutoModel, "sequence-classification": AutoModelForSequenceClassification,
                  "causal-lm": AutoModelForCausalLM}[task]
-    dt = torch_dtype(dtype or config.dtype, device)
+    # a checkpoint's preferred dtype is for GPUs; on a CPU, float32 unless the caller asks otherwise
+    dt = torch_dtype(dtype or (config.dtype if str(device).startswith("cuda") else "float32"), device)
     kwargs: dict = dict(dtype=dt, trust_remote_code=trust_remote_code)
     if task == "sequence-classification":
         kwargs["num_labels"] = 1

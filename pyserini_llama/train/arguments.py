@@ -25,8 +25,9 @@ class DataArguments:
     collection: str = field(metadata=dict(help="BEIR folder, or a collection name such as beir-scifact"))
     data_dir: Optional[str] = _opt(None, "where collection names are looked up", type=str)
     split: str = _opt("train", "qrels split whose judged queries are trained on (never test)")
-    negatives: Optional[str] = _opt(None, "hard negatives JSONL from python -m pyserini_llama.mine_negatives; "
-                                          "without it every negative is a random corpus document", type=str)
+    negatives: Optional[str] = _opt(None, "hard negatives JSONL from python -m pyserini_llama.mine_negatives "
+                                          "(several: comma-separated, pooled per query); without it every "
+                                          "negative is a random corpus document", type=str)
     group_size: int = _opt(16, "passages per query: 1 positive + group_size-1 negatives")
     query_max_length: int = _opt(32, "query tokens, special tokens included")
     passage_max_length: int = _opt(196, "passage tokens, special tokens included")

@@ -143,14 +143,19 @@ def pseudo_queries_from_titles(corpus: Dict[str, Document]) -> List[TrainingQuer
 def load_training_data(collection: str, split: str = "train", negatives: Optional[str] = None,
                        group_size: int = 16, seed: int = 42, data_dir: Optional[str] = None,
                        pseudo_queries: Optional[str] = None, log=sys.stderr) -> TrainingData:
-    """Read a BEIR folder's ``split`` queries and qrels (positives: rel > 0) plus optional mined negatives."""
+    """Read a BEIR folder's ``split`` queries and qrels (positives: rel > 0) plus optional mined negatives
+    (``negatives``: one JSONL path, or several separated by commas whose lists are pooled per query)."""
     if "test" in split.lower():
         raise UserError(f"refusing to train on split {split!r}; test judgments are for evaluation only")
     folder = resolve_collection(collection, data_dir)
     corpus = folder.corpus()
     queries = folder.queries(split)
     qrels = load_qrels(folder.qrels_path(split))
-    mined = load_negatives(negatives, corpus) if negatives else {}
+    mined: Dict[str, List[str]] = {}
+    for path in (p.strip() for p in (negatives or "").split(",") if p.strip()):
+        for qid, docids in load_negatives(path, corpus).items():  # several files: pool, first seen first
+            known = set(mined.setdefault(qid, []))
+            mined[qid] += [d for d in docids if d not in known]
     examples, skipped = [], 0
     for qid, text in queries.items():
         positives = tuple(d for d, rel in qrels.get(qid, {}).items() if rel > 0 and d in corpus)

@@ -14,11 +14,10 @@ Example::
 
     examples = load_examples(["corpus.jsonl"], chunk_words=64)
     collator = LlaraCollator(tokenizer, PROMPT_FORMATS["released"], max_length=128)
-    batch = collator(examples[:8])       # input_ids, attention_mask (B,1,L,L bool), position_ids, ...
+    batch = collator(examples[:8])   # input_ids, attention_4d (B,1,L,L bool), position_ids, targets...
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from ..errors import DataError, UserError
 
 # A sentence ends at . ! or ? (closing quotes/brackets included) followed by whitespace. Deliberately simple and
 # deterministic; an abbreviation ("Fig. 3") splits a sentence in two, which only shortens a chunk.
-SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+")
 
 # NLTK's English stop words without the apostrophe forms: the reference strips non-word characters before
 # filtering, so "don't" arrives as "don" and "t", both below. (nltk is not a dependency.)
@@ -104,8 +103,9 @@ def iter_examples(path: Path, chunk_words: int) -> Iterator[PretrainExample]:
                 raise DataError(path, "fields input, output_summarize and output_predict must be strings",
                                 lineno)
             yield PretrainExample(*fields)
-        else:
+        elif any(isinstance(obj.get(k), str) and obj[k].strip() for k in ("title", "text", "contents")):
             yield from document_examples(parse_document(obj, path, lineno).contents, chunk_words)
+        # an empty document (Cranfield has a few) has nothing to learn from: skipped
 
 
 def load_examples(paths: Iterable[Path], chunk_words: int = 64) -> List[PretrainExample]:
@@ -148,7 +148,7 @@ def attention_and_positions(lengths: torch.Tensor, width: int, padding_side: str
     in_a = (pos >= a_start[:, None]) & (pos < b_start[:, None])
     in_b = (pos >= b_start[:, None]) & (pos < (start + total)[:, None])
     causal = torch.ones(width, width, dtype=torch.bool).tril()
-    allowed = causal[None] & real[:, None, :] & ~(in_b[:, :, None] & in_a[:, None, :])
+    allowed = causal[None] & real[:, None, :] & real[:, :, None] & ~(in_b[:, :, None] & in_a[:, None, :])
     allowed |= torch.eye(width, dtype=torch.bool)[None] & ~real[:, :, None]
     position_ids = torch.where(in_b, a_start[:, None] + (pos - b_start[:, None]), pos.expand_as(in_b))
     return allowed.unsqueeze(1), position_ids
@@ -181,7 +181,8 @@ class LlaraCollator:
                             f"suffixes ({max_length - self.room} tokens)")
         if fmt.k > min(len(self.ebae_ids), len(self.ebar_ids)):
             raise ValueError(f"prompt format {fmt.name!r}: k={fmt.k} exceeds a suffix's length")
-        self.excluded = sorted(set(tokenizer.all_special_ids) | {tokenizer.pad_token_id} - {None})
+        special = set(tokenizer.all_special_ids) | {tokenizer.pad_token_id}
+        self.excluded = sorted(i for i in special if i is not None)
         self.vocab_size = len(tokenizer)
 
     def targets(self, texts: Sequence[str]) -> torch.Tensor:
@@ -204,24 +205,24 @@ class LlaraCollator:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         lm_labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # real tokens (for counting)
         for i, (row, b) in enumerate(zip(rows, body)):
             start = width - len(row) if self.padding_side == "left" else 0
             input_ids[i, start:start + len(row)] = torch.tensor(row)
+            attention_mask[i, start:start + len(row)] = 1
             text_start = start + len(self.prefix_ids)
             lm_labels[i, text_start:text_start + len(b)] = torch.tensor(b, dtype=torch.long)
             lm_labels[i, start] = -100  # the row's first token has nothing before it to predict it from
         lengths = torch.tensor([[len(self.prefix_ids) + len(b), len(self.ebae_ids), len(self.ebar_ids)]
                                 for b in body])
         allowed, position_ids = attention_and_positions(lengths, width, self.padding_side)
-        return {"input_ids": input_ids, "attention_mask": allowed, "position_ids": position_ids,
-                "segment_lengths": lengths, "lm_labels": lm_labels,
+        # the last k states of each suffix: where the embeddings are read
+        ends = lengths.cumsum(1) + (width - lengths.sum(1, keepdim=True) if self.padding_side == "left" else 0)
+        offsets = torch.arange(-self.fmt.k, 0)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "attention_4d": allowed,
+                "position_ids": position_ids,
+                "summarize_positions": ends[:, 1:2] + offsets, "predict_positions": ends[:, 2:3] + offsets,
+                "lm_labels": lm_labels,
                 "summarize_targets": self.targets([ex.summarize for ex in examples]),
                 "predict_targets": self.targets([ex.predict for ex in examples])}
 
-
-def write_examples(examples: Iterable[PretrainExample], path: Path) -> None:
-    """Write examples in the reference's JSONL format (handy to inspect what the splitter made)."""
-    with open(path, "w") as f:
-        for ex in examples:
-            f.write(json.dumps({"input": ex.text, "output_summarize": ex.summarize,
-                                "output_predict": ex.predict}) + "\n")

@@ -14,6 +14,7 @@ Example::
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Sequence
@@ -46,9 +47,17 @@ def load_base_model(name_or_path: str, task: str, dtype: str, device: str, full:
         model = AutoModel.from_pretrained(str(folder), **kwargs)
     model.config.use_cache = False
     if gradient_checkpointing:
-        # Non-reentrant checkpointing needs no input gradients, so it works with a frozen embedding table.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_gradient_checkpointing(model)
     return model.to(torch.device(device))
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute each layer in backward; non-reentrant, so a frozen embedding table needs no input grads."""
+    enable = getattr(model, "activation_checkpointing_enable", None)  # the newer transformers name
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def lora_config(task: str, r: int = 32, alpha: int = 64, dropout: float = 0.1,
@@ -92,16 +101,14 @@ def save_model(model, folder: Path, base_model: str, dtype: str) -> None:
         state = {k: (v.to(target) if v.is_floating_point() else v).detach().cpu().contiguous()
                  for k, v in get_peft_model_state_dict(model).items()}
         save_file(state, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
-        config = model.peft_config["default"]
-        data = config.to_dict()
-        data.update(base_model_name_or_path=base_model, inference_mode=True)
-        data = {k: (sorted(v) if isinstance(v, set) else v) for k, v in data.items()}
-        (folder / "adapter_config.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        config = copy.deepcopy(model.peft_config["default"])
+        config.base_model_name_or_path, config.inference_mode = base_model, True
+        config.save_pretrained(str(folder))
     else:
         model.config.use_cache = True
         with torch.no_grad():
-            copy = {k: v.detach().to(target) for k, v in model.state_dict().items()}
-        model.save_pretrained(str(folder), state_dict=copy, safe_serialization=True)
+            weights = {k: v.detach().to(target) for k, v in model.state_dict().items()}
+        model.save_pretrained(str(folder), state_dict=weights, safe_serialization=True)
         # Record the name, not a machine path: "_name_or_path" would otherwise say where it trained.
         config_path = folder / "config.json"
         data = json.loads(config_path.read_text())

@@ -1,0 +1,228 @@
+"""Corpus encoding speed: our RepLLaMA encoder vs a naive Hugging Face loop, on a real length distribution.
+
+Models have random weights built straight on the device from their shapes (speed does not depend on weight
+values, and no 7B download is needed): Llama-2-7B and SmolLM2-135M. Documents are random token ids whose
+lengths follow a corpus's real token lengths (BEIR SciFact: ``passage: {title} {text}`` + special tokens + EOS,
+cut at --max-length). Reported per model and method: real tokens/s, docs/s and MFU = 2 * params * real tokens
+/ seconds / peak (default 800 TFLOP/s, H100 bf16 dense). The baseline is a fixed batch of 16 padded to
+--max-length, plain ``model(...)``; ours sorts by length and batches under a token budget. Tokenization is
+excluded from both.
+
+Usage::
+
+    # once, where the corpus and the SmolLM2 tokenizer are: precompute the lengths (a small JSON file)
+    python benchmarks/encode.py --make-lengths ../data/beir-scifact/corpus.jsonl \\
+        --output benchmarks/scifact-lengths.json
+    # on a GPU (< 4 minutes on one H100)
+    python benchmarks/encode.py --lengths benchmarks/scifact-lengths.json --output benchmarks/results/encode-h100.json
+    # CPU smoke test
+    python benchmarks/encode.py --tiny --output /tmp/encode-tiny.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Dict, List
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+SHAPES: Dict[str, dict] = {
+    "llama2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                      num_key_value_heads=32, vocab_size=32000, rms_norm_eps=1e-5, max_position_embeddings=4096),
+    "smollm2-135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                         num_key_value_heads=3, vocab_size=49152, rms_norm_eps=1e-5, rope_theta=100000.0,
+                         max_position_embeddings=8192, tie_word_embeddings=True),
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=1000, max_position_embeddings=4096),
+}
+BASELINE_BATCH = 16
+
+
+def make_lengths(corpus: str, output: str) -> None:
+    """Token lengths of SciFact passages as RepLLaMA formats them, with the SmolLM2 tokenizer."""
+    from pyserini_llama.data.beir import iter_corpus
+    from pyserini_llama.encoders.repllama import format_passage
+    from pyserini_llama.models.checkpoint import CheckpointConfig
+    from pyserini_llama.models.load import load_tokenizer
+    from pyserini_llama.models.loader import resolve_model_path
+
+    tokenizer = load_tokenizer(resolve_model_path("smollm2-135m"))
+    config = CheckpointConfig()
+    texts = [format_passage(d.title, d.text, config) for d in iter_corpus(corpus)]
+    ids = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    lengths = [len(row) + 1 for row in ids]  # + the appended EOS; not truncated: --max-length cuts at run time
+    note = ("SmolLM2-135M tokenizer (the Llama-2 tokenizer is not available offline); Llama-2 adds a BOS and "
+            "splits text somewhat differently, so its lengths differ by a few percent")
+    print(note)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(json.dumps(dict(corpus="/".join(Path(corpus).parts[-2:]), tokenizer="SmolLM2-135M",
+                                            note=note, lengths=lengths)) + "\n")
+    print(f"wrote {output}: {len(lengths)} documents, mean {np.mean(lengths):.0f} tokens, "
+          f"{np.mean(np.array(lengths) > 512) * 100:.1f}% over 512")
+
+
+def build_model(name: str, device: str, dtype):
+    import torch
+    from transformers import AutoModel, LlamaConfig
+
+    config = LlamaConfig(**SHAPES[name], pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModel.from_config(config, dtype=dtype, attn_implementation="sdpa")
+    return model.eval()
+
+
+def random_docs(lengths: List[int], vocab: int, seed: int = 0) -> List[List[int]]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(3, vocab, size=n).tolist() for n in lengths]
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_ours(model, docs: List[List[int]], device: str, budget: int) -> float:
+    from pyserini_llama.encoders.repllama import RepLlamaEncoder
+    from pyserini_llama.models.checkpoint import CheckpointConfig
+
+    encoder = RepLlamaEncoder(model, SimpleNamespace(pad_token_id=0, eos_token_id=2), CheckpointConfig(),
+                              device=device, max_tokens_per_batch=budget)
+    encoder.encode_token_ids(docs[:64], show_progress=False)  # warm-up: kernels, allocator
+    sync(device)
+    start = time.perf_counter()
+    encoder.encode_token_ids(docs, show_progress=False)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def time_baseline(model, docs: List[List[int]], device: str, max_length: int) -> float:
+    """What a plain loop does: corpus order, batches of 16, every batch padded to max_length."""
+    import torch
+    import torch.nn.functional as F
+
+    def run(subset):
+        for start in range(0, len(subset), BASELINE_BATCH):
+            batch = subset[start:start + BASELINE_BATCH]
+            ids = torch.zeros((len(batch), max_length), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, row in enumerate(batch):
+                ids[i, :len(row)] = torch.tensor(row)
+                mask[i, :len(row)] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            last = mask.sum(1) - 1
+            F.normalize(hidden[torch.arange(len(batch), device=device), last].float(), dim=-1).cpu()
+
+    with torch.inference_mode():
+        run(docs[:2 * BASELINE_BATCH])
+        sync(device)
+        start = time.perf_counter()
+        run(docs)
+        sync(device)
+    return time.perf_counter() - start
+
+
+def row(model_name: str, method: str, docs: List[List[int]], seconds: float, params: int, padded: int,
+        peak: float, **extra) -> dict:
+    tokens = sum(len(d) for d in docs)
+    return dict(model=model_name, method=method, params=params, docs=len(docs), real_tokens=tokens,
+                padded_tokens=padded,
+                seconds=round(seconds, 3), tokens_per_s=round(tokens / seconds, 1),
+                docs_per_s=round(len(docs) / seconds, 2), mfu=round(2 * params * tokens / seconds / peak, 4),
+                **extra)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--make-lengths", metavar="CORPUS", help="compute the lengths file from a corpus JSONL")
+    parser.add_argument("--lengths", help="lengths JSON made by --make-lengths")
+    parser.add_argument("--output", required=True, help="JSON results (or the lengths file with --make-lengths)")
+    parser.add_argument("--models", nargs="+", default=["llama2-7b", "smollm2-135m"], choices=sorted(SHAPES))
+    parser.add_argument("--tiny", action="store_true", help="CPU smoke test: the tiny shape, synthetic lengths")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--docs", type=int, help="encode only the first N documents with our encoder")
+    parser.add_argument("--baseline-docs", type=int, default=1024, help="documents for the naive baseline")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[32768], help="our tokens-per-batch budgets")
+    parser.add_argument("--peak-flops", type=float, default=800e12, help="peak FLOP/s for MFU (H100 bf16)")
+    args = parser.parse_args(argv)
+    if args.make_lengths:
+        make_lengths(args.make_lengths, args.output)
+        return 0
+
+    import torch
+    import transformers
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    models = ["tiny"] if args.tiny else args.models
+    if args.lengths:
+        info = json.loads(Path(args.lengths).read_text())
+        lengths, source = info["lengths"], f"{info['corpus']} ({info['tokenizer']} tokenizer)"
+    elif args.tiny:
+        lengths = np.clip(np.random.default_rng(0).lognormal(5.4, 0.5, 200), 8, None).astype(int).tolist()
+        source = "synthetic log-normal lengths"
+    else:
+        parser.error("--lengths is required (make it with --make-lengths), unless --tiny")
+    lengths = [max(2, min(n, args.max_length)) for n in lengths]
+    baseline_docs = min(args.baseline_docs, 64 if args.tiny else args.baseline_docs)
+
+    results = []
+    for name in models:
+        model = build_model(name, device, dtype)
+        params = sum(p.numel() for p in model.parameters())
+        docs = random_docs(lengths, SHAPES[name]["vocab_size"])
+        ours_docs = docs[:args.docs] if args.docs else docs
+        for budget in args.budgets:
+            seconds = time_ours(model, ours_docs, device, budget)
+            results.append(row(name, "ours", ours_docs, seconds, params, None, args.peak_flops,
+                               tokens_per_batch=budget))
+            print(json.dumps(results[-1]), flush=True)
+        base = docs[:baseline_docs]
+        seconds = time_baseline(model, base, device, args.max_length)
+        results.append(row(name, "naive-hf", base, seconds, params, len(base) * args.max_length, args.peak_flops,
+                           batch_size=BASELINE_BATCH))
+        print(json.dumps(results[-1]), flush=True)
+        del model
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    report = dict(command=" ".join(["python", "benchmarks/encode.py", *(argv or sys.argv[1:])]),
+                  device=torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu",
+                  torch=torch.__version__, transformers=transformers.__version__, dtype=str(dtype),
+                  lengths=source, max_length=args.max_length, mean_length=round(float(np.mean(lengths)), 1),
+                  peak_flops=args.peak_flops, results=results)
+    for name in models:
+        best = max((r for r in results if r["model"] == name and r["method"] == "ours"),
+                   key=lambda r: r["tokens_per_s"])
+        base = next(r for r in results if r["model"] == name and r["method"] == "naive-hf")
+        best["speedup_docs_per_s"] = round(best["docs_per_s"] / base["docs_per_s"], 2)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    print_table(results)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def print_table(results: List[dict]) -> None:
+    print("| model | method | docs | real tokens/s | docs/s | MFU | speedup |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        method = r["method"] + (f" ({r['tokens_per_batch']} tok/batch)" if "tokens_per_batch" in r else
+                                f" (batch {r['batch_size']}, padded)")
+        print(f"| {r['model']} | {method} | {r['docs']} | {r['tokens_per_s']:,.0f} | {r['docs_per_s']:.1f} | "
+              f"{r['mfu'] * 100:.1f}% | {r.get('speedup_docs_per_s', '')} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

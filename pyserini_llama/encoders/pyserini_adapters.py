@@ -1,0 +1,143 @@
+"""RepLLaMA behind Pyserini's encoder interfaces (the only encoder module that imports pyserini).
+
+The Pyserini hook registers these classes as ``repllama`` and ``repllama-onnx``, so the unmodified CLIs use
+them (``--encoder-class repllama``, or any ``--encoder`` name containing ``repllama``)::
+
+    python -m pyserini.encode input --corpus corpus.jsonl --fields title text \\
+        output --embeddings indexes/scifact-repllama --to-faiss \\
+        encoder --encoder repllama --fields title text --max-length 512 --dimension 4096 --device cuda:0
+    python -m pyserini.search.faiss --index indexes/scifact-repllama --topics queries.tsv \\
+        --encoder repllama --encoder-class repllama --output run.trec --device cuda:0
+
+From Python::
+
+    from pyserini.search.faiss import FaissSearcher
+    searcher = FaissSearcher("indexes/scifact-repllama", RepLlamaQueryEncoder("repllama", device="cuda:0"))
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+from pyserini.encode import DocumentEncoder, QueryEncoder
+
+from ..errors import UserError
+from .onnx import OnnxEncoder
+from .repllama import RepLlamaEncoder, resolve_device
+
+
+def load_encoder(name_or_path: str, device: str = "cpu", fp16: bool = False, tokenizer_name: Optional[str] = None,
+                 encoder_cls=RepLlamaEncoder, **config_changes) -> RepLlamaEncoder:
+    """Load an encoder the way Pyserini's arguments describe it (``fp16``, a separate tokenizer, a prefix)."""
+    encoder = encoder_cls.from_checkpoint(name_or_path, device=resolve_device(device),
+                                          dtype="float16" if fp16 else None)
+    if tokenizer_name:
+        from ..models.load import load_tokenizer
+        from ..models.loader import resolve_model_path
+
+        encoder.tokenizer = load_tokenizer(resolve_model_path(tokenizer_name), encoder.config.padding_side)
+    changes = {k: v for k, v in config_changes.items() if v is not None}
+    return encoder.with_config(**changes) if changes else encoder
+
+
+class RepLlamaQueryEncoder(QueryEncoder):
+    """Pyserini query encoder: ``encode(query) -> (d,)`` float32; batched by ``encode_batch``.
+
+    Accepts Pyserini's constructor arguments; ``prefix`` replaces the checkpoint's query prefix, and
+    ``encoded_query_dir`` (an ``embedding.pkl`` folder) serves queries encoded beforehand.
+
+    Example::
+
+        enc = RepLlamaQueryEncoder("repllama", device="cuda:0")
+        vector = enc.encode("what is a lobster roll")
+    """
+
+    encoder_cls = RepLlamaEncoder  # subclasses (LLaRA) swap in their own encoder
+
+    def __init__(self, encoder_dir: Optional[str] = None, tokenizer_name: Optional[str] = None,
+                 device: str = "cpu", prefix: Optional[str] = None, fp16: bool = False,
+                 encoded_query_dir: Optional[str] = None, **kwargs):
+        super().__init__(encoded_query_dir)
+        self.encoder: Optional[RepLlamaEncoder] = None
+        if encoder_dir:
+            self.encoder = load_encoder(encoder_dir, device, fp16, tokenizer_name, self.encoder_cls,
+                                        query_prefix=prefix)
+            self.has_model = True
+        elif not self.has_encoded_query:
+            raise UserError(f"{type(self).__name__} needs encoder_dir (a checkpoint) or encoded_query_dir")
+
+    def encode(self, query: str, **kwargs) -> np.ndarray:
+        if self.has_encoded_query and query in self.embedding:
+            return np.asarray(self.embedding[query], dtype=np.float32)
+        if self.encoder is None:
+            raise UserError(f"query {query[:60]!r} is not among the pre-encoded queries and no model is loaded")
+        return self.encoder.encode_queries([query], show_progress=False)[0]
+
+    def encode_batch(self, queries: Sequence[str]) -> np.ndarray:
+        """Used by Pyserini's ``batch_search``: one length-sorted pass over all queries."""
+        if self.encoder is None or self.has_encoded_query:
+            return np.stack([self.encode(q) for q in queries])
+        return self.encoder.encode_queries(list(queries), show_progress=False)
+
+
+class RepLlamaDocumentEncoder(DocumentEncoder):
+    """Pyserini document encoder, as ``python -m pyserini.encode`` calls it.
+
+    ``encode(texts, titles=None, max_length=...)`` formats ``passage: {title} {text}`` and returns
+    ``(n, d)`` float32. Pyserini's ``--max-length`` (default 256) is the passage length in tokens, BOS and EOS
+    included; the published BEIR runs use 512.
+
+    Example::
+
+        enc = RepLlamaDocumentEncoder("repllama", device="cuda:0")
+        vectors = enc.encode(["A lobster roll is ..."], titles=["Lobster roll"], max_length=512)
+    """
+
+    encoder_cls = RepLlamaEncoder
+
+    def __init__(self, model_name: str, device: str = "cpu", tokenizer_name: Optional[str] = None,
+                 prefix: Optional[str] = None, **kwargs):
+        self.encoder = load_encoder(model_name, device, False, tokenizer_name, self.encoder_cls,
+                                    passage_prefix=prefix)
+
+    def encode(self, texts: List[str], titles: Optional[List[str]] = None, max_length: Optional[int] = None,
+               fp16: bool = False, **kwargs) -> np.ndarray:
+        if fp16:
+            self._use_fp16()
+        titles = titles if titles is not None else [""] * len(texts)
+        if len(titles) != len(texts):
+            raise UserError(f"{len(titles)} titles for {len(texts)} texts")
+        return self.encoder.encode_passages(list(zip(titles, texts)), max_length=max_length, show_progress=False)
+
+    def _use_fp16(self) -> None:
+        """Pyserini passes ``--fp16`` per batch; a float32 model on a GPU is cast once."""
+        import torch
+
+        model = self.encoder.model
+        if str(self.encoder.device).startswith("cuda") and next(model.parameters()).dtype == torch.float32:
+            model.half()
+
+
+class RepLlamaOnnxQueryEncoder(QueryEncoder):
+    """Pyserini query encoder running an exported ONNX graph (see :mod:`pyserini_llama.encoders.onnx`).
+
+    Example::
+
+        enc = RepLlamaOnnxQueryEncoder("onnx/repllama-query")
+        vector = enc.encode("what is a lobster roll")
+    """
+
+    def __init__(self, encoder_dir: Optional[str] = None, tokenizer_name: Optional[str] = None,
+                 device: str = "cpu", prefix: Optional[str] = None, fp16: bool = False,
+                 encoded_query_dir: Optional[str] = None, **kwargs):
+        super().__init__(encoded_query_dir)
+        if not encoder_dir:
+            raise UserError("RepLlamaOnnxQueryEncoder needs encoder_dir: a folder holding model.onnx")
+        self.encoder = OnnxEncoder(encoder_dir, device=device, query_prefix=prefix)
+        self.has_model = True
+
+    def encode(self, query: str, **kwargs) -> np.ndarray:
+        return self.encoder.encode_queries([query])[0]
+
+    def encode_batch(self, queries: Sequence[str]) -> np.ndarray:
+        return self.encoder.encode_queries(list(queries))

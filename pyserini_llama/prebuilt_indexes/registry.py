@@ -1,0 +1,312 @@
+"""Named prebuilt indexes: descriptors in YAML, downloads verified by md5, or built locally by a recipe.
+
+A descriptor names a collection, the model that encoded it (``bm25`` for Lucene indexes), the dimension and
+dtype of dense vectors, the number of documents, and either download ``urls`` with the archive's ``md5`` and
+``size``, or a ``recipe`` that builds the index locally (or both: the download is tried first by ``fetch``).
+Indexes live in Pyserini's index cache (``$PYSERINI_CACHE/indexes``, default ``~/.cache/pyserini/indexes``)
+as ``<name>/`` with a ``<name>.json`` manifest next to it recording where the index came from and its
+checksum: the archive's md5 for downloads, a checksum over the built files for recipes.
+
+Example::
+
+    from pyserini_llama.prebuilt_indexes import resolve_index
+    index_dir = resolve_index("beir-v1.0.0-scifact.flat")      # downloaded once, then read from the cache
+    index_dir = resolve_index("indexes/my-index")              # a path is returned as it is
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import string
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+from ..data.atomic import atomic_write
+from ..errors import DataError, UserError
+
+PathLike = Union[str, os.PathLike]
+PACKAGED = Path(__file__).resolve().parent
+DESCRIPTOR_KEYS = {"name", "description", "type", "collection", "model", "dimension", "dtype", "documents",
+                   "size", "md5", "urls", "recipe"}
+
+
+def expand_entries(data: Any, path: Path) -> List[dict]:
+    """The entries of a YAML file: one mapping, a list under ``entries``, or a ``template`` + ``each`` pair.
+
+    ``template`` strings may use ``${var}``; each item of ``each`` gives ``vars`` to substitute and fields that
+    override the template's (mappings are merged). Other braces (``{work}``) are left for later stages.
+    """
+    if isinstance(data, dict) and "template" in data:
+        template, items = data["template"], data.get("each") or []
+        if not isinstance(template, dict) or not isinstance(items, list):
+            raise DataError(path, "'template' must be a mapping and 'each' a list")
+        entries = []
+        for item in items:
+            item = dict(item)
+            variables = {k: str(v) for k, v in (item.pop("vars", None) or {}).items()}
+            entries.append(_merge(_substitute(copy.deepcopy(template), variables), item))
+        return entries
+    if isinstance(data, dict) and "entries" in data:
+        return list(data["entries"])
+    if isinstance(data, dict):
+        return [data]
+    raise DataError(path, "expected a mapping (one entry), 'entries: [...]' or 'template' + 'each'")
+
+
+def _substitute(value: Any, variables: Dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return string.Template(value).safe_substitute(variables)
+    if isinstance(value, list):
+        return [_substitute(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables) for k, v in value.items()}
+    return value
+
+
+def _merge(base: dict, override: dict) -> dict:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_yaml_entries(dirs: Iterable[PathLike]) -> List[tuple]:
+    """``(entry, file)`` pairs from every ``*.yaml`` file in ``dirs``, in name order."""
+    import yaml
+
+    pairs = []
+    for folder in dirs:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise UserError(f"{folder}: no such folder of definitions")
+        for path in sorted(folder.glob("*.yaml")):
+            try:
+                data = yaml.safe_load(path.read_text())
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                raise DataError(path, f"invalid YAML: {getattr(e, 'problem', e)}",
+                                mark.line + 1 if mark else None) from None
+            pairs.extend((entry, path) for entry in expand_entries(data, path))
+    return pairs
+
+
+@dataclass
+class IndexDescriptor:
+    """One named index. ``urls`` + ``md5`` to download it, or a ``recipe`` to build it (or both)."""
+
+    name: str
+    type: str  # "lucene" or "faiss"
+    collection: str
+    model: str
+    description: str = ""
+    dimension: Optional[int] = None
+    dtype: Optional[str] = None
+    documents: Optional[int] = None
+    size: Optional[int] = None  # bytes of the compressed archive
+    md5: Optional[str] = None
+    urls: List[str] = field(default_factory=list)
+    recipe: Optional[Dict[str, Any]] = None
+    source: Optional[Path] = None  # the YAML file that defined it
+
+    @classmethod
+    def from_entry(cls, entry: dict, path: Path) -> "IndexDescriptor":
+        unknown = sorted(set(entry) - DESCRIPTOR_KEYS)
+        if unknown:
+            raise DataError(path, f"index {entry.get('name')!r}: unknown field(s) {', '.join(unknown)}")
+        for key in ("name", "type", "collection", "model"):
+            if not entry.get(key):
+                raise DataError(path, f"index {entry.get('name')!r}: missing field {key!r}")
+        if entry.get("urls") and not entry.get("md5"):
+            raise DataError(path, f"index {entry['name']!r}: download urls need an md5")
+        if not entry.get("urls") and not entry.get("recipe"):
+            raise DataError(path, f"index {entry['name']!r}: give download urls or a recipe")
+        return cls(**entry, source=path)
+
+    @property
+    def sources(self) -> str:
+        return "+".join(s for s, ok in (("download", self.urls), ("recipe", self.recipe)) if ok)
+
+
+def load_registry(extra_dirs: Sequence[PathLike] = ()) -> Dict[str, IndexDescriptor]:
+    """All descriptors: the packaged ones, then those in ``extra_dirs`` (a later name replaces an earlier)."""
+    registry: Dict[str, IndexDescriptor] = {}
+    for entry, path in load_yaml_entries([PACKAGED, *extra_dirs]):
+        descriptor = IndexDescriptor.from_entry(entry, path)
+        registry[descriptor.name] = descriptor
+    return registry
+
+
+def index_cache_dir() -> Path:
+    """Pyserini's index cache: ``$PYSERINI_CACHE/indexes``, default ``~/.cache/pyserini/indexes``."""
+    base = os.environ.get("PYSERINI_CACHE") or Path.home() / ".cache" / "pyserini"
+    return Path(base).expanduser() / "indexes"
+
+
+def index_path(name: str) -> Path:
+    return index_cache_dir() / name
+
+
+def manifest_path(name: str) -> Path:
+    return index_cache_dir() / f"{name}.json"
+
+
+def read_manifest(name: str) -> Optional[dict]:
+    path = manifest_path(name)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def is_cached(name: str) -> bool:
+    """Finished indexes have both the folder and the manifest (written last)."""
+    return index_path(name).is_dir() and manifest_path(name).exists()
+
+
+def _write_manifest(descriptor: IndexDescriptor, how: str, **fields: Any) -> dict:
+    described = {k: v for k, v in asdict(descriptor).items() if k not in ("source", "recipe", "urls")}
+    manifest = dict(described, origin=how, created=datetime.datetime.now().isoformat(timespec="seconds"),
+                    **fields)
+    with atomic_write(manifest_path(descriptor.name)) as f:
+        f.write(json.dumps(manifest, indent=2, default=str) + "\n")
+    return manifest
+
+
+def _discard(name: str) -> None:
+    """Drop a half-finished cache entry (a folder without its manifest) before making it again."""
+    import shutil
+
+    shutil.rmtree(index_path(name), ignore_errors=True)
+    manifest_path(name).unlink(missing_ok=True)
+
+
+def fetch_index(descriptor: IndexDescriptor, progress: bool = True, overwrite: bool = False) -> Path:
+    """Download, verify (md5) and safely extract a descriptor's archive into the index cache."""
+    from ..download import fetch_archive
+
+    if not descriptor.urls:
+        raise UserError(f"index {descriptor.name!r} has no download; build it with "
+                        f"python -m pyserini_llama.prebuilt_indexes --build {descriptor.name}")
+    target = index_path(descriptor.name)
+    if is_cached(descriptor.name) and not overwrite:
+        return target
+    _discard(descriptor.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fetch_archive(descriptor.urls, target, md5=descriptor.md5, progress=progress)
+    _write_manifest(descriptor, "download", url=descriptor.urls[0], archive_md5=descriptor.md5)
+    return target
+
+
+# Recipe kinds: a function (descriptor, recipe options, corpus path, output folder, device) that builds the
+# index into the output folder, which must not exist yet. Register more with register_recipe().
+Recipe = Callable[[IndexDescriptor, dict, Path, Path, str], None]
+RECIPES: Dict[str, Recipe] = {}
+
+
+def register_recipe(kind: str, builder: Recipe) -> None:
+    RECIPES[kind] = builder
+
+
+def _lucene_recipe(descriptor: IndexDescriptor, options: dict, corpus: Path, output: Path, device: str) -> None:
+    from ..bm25 import build_lucene_index
+
+    build_lucene_index(corpus, output, threads=int(options.get("threads", 2)))
+
+
+DENSE_ENCODERS = {"repllama": ("pyserini_llama.encoders.repllama", "RepLlamaEncoder"),
+                  "llara": ("pyserini_llama.encoders.llara", "LlaraEncoder")}
+
+
+def _dense_recipe(descriptor: IndexDescriptor, options: dict, corpus: Path, output: Path, device: str) -> None:
+    import importlib
+
+    from ..dense.index import build_index
+
+    kind = options.get("encoder", "repllama")
+    if kind not in DENSE_ENCODERS:
+        raise UserError(f"index {descriptor.name!r}: recipe encoder {kind!r} is not one of "
+                        f"{', '.join(DENSE_ENCODERS)}")
+    module, cls = DENSE_ENCODERS[kind]
+    encoder = getattr(importlib.import_module(module), cls).from_checkpoint(
+        options.get("checkpoint", descriptor.model), device=device, dtype=options.get("dtype"))
+    build_index(encoder, corpus, output, max_length=options.get("max_length"),
+                max_tokens_per_batch=options.get("max_tokens_per_batch"))
+
+
+register_recipe("lucene", _lucene_recipe)
+register_recipe("dense", _dense_recipe)
+
+
+def default_device() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def build_index_from_recipe(descriptor: IndexDescriptor, data_dir: Optional[str] = None,
+                            device: Optional[str] = None, overwrite: bool = False) -> Path:
+    """Build an index locally from its recipe and record its checksum in ``<name>.json``."""
+    from ..data.collections import resolve_collection
+    from ..download import directory_md5
+
+    recipe = dict(descriptor.recipe or {})
+    if not recipe:
+        raise UserError(f"index {descriptor.name!r} has no recipe; fetch it with "
+                        f"python -m pyserini_llama.prebuilt_indexes --fetch {descriptor.name}")
+    kind = recipe.pop("kind", None)
+    if kind not in RECIPES:
+        raise UserError(f"index {descriptor.name!r}: unknown recipe kind {kind!r} "
+                        f"(known: {', '.join(sorted(RECIPES))})")
+    target = index_path(descriptor.name)
+    if is_cached(descriptor.name) and not overwrite:
+        return target
+    _discard(descriptor.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = resolve_collection(recipe.pop("collection", descriptor.collection), data_dir)
+    RECIPES[kind](descriptor, recipe, folder.corpus_path, target, device or default_device())
+    if not target.is_dir():
+        raise UserError(f"index {descriptor.name!r}: recipe {kind!r} did not create {target}")
+    _write_manifest(descriptor, "recipe", recipe=dict(descriptor.recipe), corpus=str(folder.corpus_path),
+                    index_md5=directory_md5(target))
+    return target
+
+
+def verify_index(name: str) -> bool:
+    """Recompute a built index's checksum and compare it with its manifest (downloads: archive checked)."""
+    from ..download import directory_md5
+
+    manifest = read_manifest(name)
+    if not manifest or not index_path(name).is_dir():
+        raise UserError(f"index {name!r} is not in the cache ({index_cache_dir()})")
+    expected = manifest.get("index_md5")
+    return expected is None or directory_md5(index_path(name)) == expected
+
+
+def get_descriptor(name: str, extra_dirs: Sequence[PathLike] = ()) -> IndexDescriptor:
+    registry = load_registry(extra_dirs)
+    if name not in registry:
+        raise UserError(f"unknown index {name!r}; list the known ones with "
+                        f"python -m pyserini_llama.prebuilt_indexes --list")
+    return registry[name]
+
+
+def resolve_index(name_or_path: str, download: bool = True, build: bool = False,
+                  data_dir: Optional[str] = None, extra_dirs: Sequence[PathLike] = ()) -> Path:
+    """An index folder for a path or a registered name: cached, else downloaded (or built, if ``build``)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    descriptor = get_descriptor(name_or_path, extra_dirs)
+    if is_cached(descriptor.name):
+        return index_path(descriptor.name)
+    if descriptor.urls and download:
+        return fetch_index(descriptor)
+    if descriptor.recipe and build:
+        return build_index_from_recipe(descriptor, data_dir)
+    how = (f"--fetch {descriptor.name}" if descriptor.urls else f"--build {descriptor.name}")
+    raise UserError(f"index {descriptor.name!r} is not in the cache ({index_cache_dir()}); get it with "
+                    f"python -m pyserini_llama.prebuilt_indexes {how}")

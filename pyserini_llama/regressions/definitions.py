@@ -1,0 +1,223 @@
+"""Regression definitions: YAML files of (model, collection, stage) with commands and expected scores.
+
+One file holds one definition, ``entries: [...]``, or a ``template`` expanded over ``each`` item's ``vars``
+(``${dataset}``), as in Pyserini's 2CR files. Fields of a definition::
+
+    name: bm25-flat.beir-scifact          # what --regression takes
+    description: ...                      # one line: what runs
+    reproduces: ...                       # where the expected numbers come from
+    scale: small | paper
+    stage: bm25 | dense | rerank
+    model: bm25 | repllama | ...
+    collection: beir-scifact              # name or folder: gives {corpus} and {corpus_dir}
+    topics: topics-and-qrels/topics...    # a file relative to the data dir, or {collection: X, split: test}
+    qrels: beir-scifact/qrels/test.tsv    # likewise
+    requires: [{checkpoint: repllama}, {module: pyserini_llama.rerank, how: ...}, {index: NAME}, {file: PATH}]
+    group: repllama.msmarco-passage      # definitions of one group share a work folder (a rerank reuses
+                                          # the first stage's output)
+    commands:                             # strings, or {cmd: ..., creates: PATH} (skipped once PATH exists;
+      - python -m pyserini.search.lucene ...  # the command writes {out}, renamed to PATH when it succeeds)
+    run: "{work}/run.trec"                # the run file evaluated (default)
+    metrics:                              # expected: null while no number has been measured yet
+      nDCG@10: {expected: 0.6789, tolerance: 0.0005}
+    pending: why expected values are missing
+    hardware: what it needs (e.g. one GPU, ~10 min)
+    measured: {metrics: {...}, hardware: ..., seconds: ..., date: ...}   # last measured, by --record
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from ..errors import DataError, UserError
+
+PathLike = Union[str, os.PathLike]
+PACKAGED = Path(__file__).resolve().parent
+DEFAULT_TOLERANCE = 0.0005
+STAGES = ("bm25", "dense", "rerank")
+SCALES = ("small", "paper")
+FIELDS = {"name", "description", "reproduces", "scale", "stage", "model", "collection", "topics", "qrels",
+          "requires", "group", "commands", "run", "metrics", "pending", "hardware", "measured"}
+REQUIREMENT_KINDS = ("checkpoint", "collection", "module", "index", "file")
+
+
+@dataclass(frozen=True)
+class Step:
+    cmd: str
+    creates: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    expected: Optional[float]
+    tolerance: float = DEFAULT_TOLERANCE
+
+
+@dataclass
+class Requirement:
+    kind: str  # one of REQUIREMENT_KINDS
+    value: str
+    how: Optional[str] = None
+
+
+@dataclass
+class Regression:
+    """One regression: run ``commands``, evaluate ``run`` against ``qrels``, compare with ``metrics``."""
+
+    name: str
+    description: str
+    reproduces: str
+    scale: str
+    stage: str
+    model: str
+    topics: Union[str, Dict[str, str]]
+    qrels: Union[str, Dict[str, str]]
+    commands: List[Step]
+    metrics: List[MetricSpec]
+    collection: Optional[str] = None
+    requires: List[Requirement] = field(default_factory=list)
+    group: Optional[str] = None
+    run: str = "{work}/run.trec"
+    pending: Optional[str] = None
+    hardware: Optional[str] = None
+    measured: Optional[Dict[str, Any]] = None
+    source: Optional[Path] = None
+
+    @property
+    def has_expected(self) -> bool:
+        return any(m.expected is not None for m in self.metrics)
+
+
+def _parse_source(value: Any, what: str, path: Path, name: str) -> Union[str, Dict[str, str]]:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict) and value.get("collection") and value.get("split"):
+        return {"collection": str(value["collection"]), "split": str(value["split"])}
+    raise DataError(path, f"regression {name!r}: {what} must be a file relative to the data dir or "
+                          f"{{collection: NAME, split: SPLIT}}")
+
+
+def _parse_metrics(value: Any, path: Path, name: str) -> List[MetricSpec]:
+    if not isinstance(value, dict) or not value:
+        raise DataError(path, f"regression {name!r}: 'metrics' must map metric names to expected values")
+    specs = []
+    for metric, spec in value.items():
+        if spec is None or isinstance(spec, (int, float)):
+            spec = {"expected": spec}
+        if not isinstance(spec, dict) or set(spec) - {"expected", "tolerance"}:
+            raise DataError(path, f"regression {name!r}: metric {metric!r} must be a number or "
+                                  f"{{expected, tolerance}}")
+        expected, tolerance = spec.get("expected"), spec.get("tolerance", DEFAULT_TOLERANCE)
+        if expected is not None and not isinstance(expected, (int, float)):
+            raise DataError(path, f"regression {name!r}: metric {metric!r}: expected must be a number or null")
+        specs.append(MetricSpec(str(metric), None if expected is None else float(expected), float(tolerance)))
+    return specs
+
+
+def _parse_requirements(value: Any, path: Path, name: str) -> List[Requirement]:
+    requirements = []
+    for item in value or []:
+        kinds = [k for k in REQUIREMENT_KINDS if k in (item or {})]
+        if len(kinds) != 1 or set(item) - {kinds[0], "how"}:
+            raise DataError(path, f"regression {name!r}: each requirement names one of "
+                                  f"{', '.join(REQUIREMENT_KINDS)} (plus an optional 'how')")
+        requirements.append(Requirement(kinds[0], str(item[kinds[0]]), item.get("how")))
+    return requirements
+
+
+def _parse_steps(value: Any, path: Path, name: str) -> List[Step]:
+    if not isinstance(value, list) or not value:
+        raise DataError(path, f"regression {name!r}: 'commands' must be a non-empty list")
+    steps = []
+    for item in value:
+        if isinstance(item, str):
+            steps.append(Step(item.strip()))
+        elif isinstance(item, dict) and isinstance(item.get("cmd"), str) and set(item) <= {"cmd", "creates"}:
+            steps.append(Step(item["cmd"].strip(), item.get("creates")))
+        else:
+            raise DataError(path, f"regression {name!r}: a command is a string or {{cmd, creates}}")
+    return steps
+
+
+def parse_regression(entry: dict, path: Path) -> Regression:
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise DataError(path, "a regression without a 'name'")
+    unknown = sorted(set(entry) - FIELDS)
+    if unknown:
+        raise DataError(path, f"regression {name!r}: unknown field(s) {', '.join(unknown)}")
+    for key in ("description", "reproduces", "scale", "stage", "model", "topics", "qrels", "commands",
+                "metrics"):
+        if entry.get(key) in (None, "", [], {}):
+            raise DataError(path, f"regression {name!r}: missing field {key!r}")
+    if entry["scale"] not in SCALES or entry["stage"] not in STAGES:
+        raise DataError(path, f"regression {name!r}: scale must be one of {SCALES}, stage one of {STAGES}")
+    return Regression(
+        name=name, description=str(entry["description"]).strip(), reproduces=str(entry["reproduces"]).strip(),
+        scale=entry["scale"], stage=entry["stage"], model=str(entry["model"]),
+        topics=_parse_source(entry["topics"], "topics", path, name),
+        qrels=_parse_source(entry["qrels"], "qrels", path, name),
+        commands=_parse_steps(entry["commands"], path, name),
+        metrics=_parse_metrics(entry["metrics"], path, name),
+        collection=entry.get("collection"), requires=_parse_requirements(entry.get("requires"), path, name),
+        group=entry.get("group"), run=entry.get("run") or "{work}/run.trec", pending=entry.get("pending"),
+        hardware=entry.get("hardware"), measured=entry.get("measured"), source=path)
+
+
+def load_definitions(dirs: Optional[Sequence[PathLike]] = None) -> Dict[str, Regression]:
+    """Definitions from ``dirs`` (default: the packaged ones), by name; duplicate names are an error."""
+    from ..prebuilt_indexes.registry import load_yaml_entries
+
+    definitions: Dict[str, Regression] = {}
+    for entry, path in load_yaml_entries(dirs or [PACKAGED]):
+        regression = parse_regression(entry, path)
+        if regression.name in definitions:
+            raise DataError(path, f"regression {regression.name!r} is also defined in "
+                                  f"{definitions[regression.name].source}")
+        definitions[regression.name] = regression
+    return definitions
+
+
+def select(definitions: Dict[str, Regression], patterns: Sequence[str]) -> List[Regression]:
+    """Definitions matching names or shell patterns (``bm25-flat.*``), in the order given."""
+    import fnmatch
+
+    chosen: List[Regression] = []
+    for pattern in patterns:
+        matches = [d for name, d in definitions.items() if fnmatch.fnmatchcase(name, pattern)]
+        if not matches:
+            raise UserError(f"no regression named {pattern!r}; list them with "
+                            f"python -m pyserini_llama.regressions --list")
+        chosen.extend(m for m in matches if m not in chosen)
+    return chosen
+
+
+def record_measured(regression: Regression, measured: Dict[str, Any]) -> None:
+    """Write ``measured`` into the definition's YAML file (the item that defines it)."""
+    import yaml
+
+    from ..data.atomic import atomic_write
+    from ..prebuilt_indexes.registry import expand_entries
+
+    path = regression.source
+    data = yaml.safe_load(path.read_text())
+    if isinstance(data, dict) and "template" in data:
+        names = [e.get("name") for e in expand_entries(data, path)]
+        target = data["each"][names.index(regression.name)]
+    elif isinstance(data, dict) and "entries" in data:
+        target = next(e for e in data["entries"] if e.get("name") == regression.name)
+    else:
+        target = data
+    target["measured"] = measured
+    with atomic_write(path) as f:
+        f.write(dump_yaml(data))
+
+
+def dump_yaml(data: Any) -> str:
+    """The one YAML style these files are written in (so --record rewrites them without noise)."""
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, width=1000, allow_unicode=True, default_flow_style=False)

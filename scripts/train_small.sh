@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Reproduce the small-scale checkpoints: RepLLaMA and RankLLaMA trained from SmolLM2-135M on SciFact *train*.
+#
+#   1. (CPU, needs pyserini + Java) BM25 top-200 for the train queries (and test) -> $RUNS/bm25.trec
+#   2. mine BM25 negatives for the train queries                                    -> $RUNS/neg-bm25.jsonl
+#   3. RepLLaMA round 1 (LoRA) on BM25 negatives                                    -> $CKPT/repllama-r1
+#   4. encode the corpus with it, search every query, mine dense negatives          -> $RUNS/neg-r1.jsonl
+#   5. RepLLaMA round 2 (LoRA) on BM25 + dense negatives                            -> $CKPT/repllama-smollm2
+#   6. encode + search with round 2; mine RankLLaMA negatives from its top 200      -> $RUNS/neg-r2.jsonl
+#   7. RankLLaMA (LoRA) on them                                                     -> $CKPT/rankllama-smollm2
+#   8. the --full fine-tuning variants of 5 and 7, for the LoRA-vs-full comparison
+#   9. test runs: dense (round 2, full), RankLLaMA reranking the dense top 100; evaluated when ir_measures is there
+#
+# Steps 2-9 need only torch/transformers/peft (a GPU machine without pyserini, Java or faiss): run step 1 on a
+# CPU machine first and bring $RUNS/bm25.trec along. Every step is skipped when its output exists, and the
+# trainers resume from their last checkpoint, so rerunning the script after an interruption continues it.
+# No step reads test judgments except the final evaluation.
+#
+# Knobs (environment): PYTHON, COLLECTION (name or BEIR folder), DATA_DIR, BASE (base model name), RUNS, CKPT,
+# EPOCHS, RANK_EPOCHS, BATCH (queries per step), LR, PSEUDO (title|none), ENCODE_LENGTH (passage tokens at inference),
+# NPROC (GPUs: torchrun when > 1), ALLOW_CPU=1 (run the GPU steps on a CPU: a smoke test with a tiny BASE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python}
+COLLECTION=${COLLECTION:-beir-scifact}
+BASE=${BASE:-smollm2-135m}
+RUNS=${RUNS:-runs/small}
+CKPT=${CKPT:-checkpoints/small}
+EPOCHS=${EPOCHS:-2}
+RANK_EPOCHS=${RANK_EPOCHS:-4}  # RankLLaMA trains on the 809 judged queries only: more passes
+BATCH=${BATCH:-32}
+LR=${LR:-2e-4}
+PSEUDO=${PSEUDO:-title}
+ENCODE_LENGTH=${ENCODE_LENGTH:-512}
+NPROC=${NPROC:-1}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+[ -n "${DATA_DIR:-}" ] && export PYSERINI_LLAMA_DATA="$DATA_DIR"
+mkdir -p "$RUNS" "$CKPT"
+
+has() { "$PY" -c "import $1" 2>/dev/null; }
+step() { echo "== $*" >&2; }
+FOLDER=$("$PY" -c "from pyserini_llama.data.collections import resolve_collection as r; print(r('$COLLECTION').root)")
+TRAIN_QRELS="$FOLDER/qrels/train.tsv"
+
+# 1. BM25 (CPU machine with pyserini).
+if [ ! -f "$RUNS/bm25.trec" ]; then
+  if has pyserini; then
+    step "BM25: train top-200 (negatives), test top-1000 (baseline)"
+    "$PY" -m pyserini_llama.bm25 --collection "$FOLDER" --split train --hits 200 --output "$RUNS/bm25.trec"
+    [ -f "$RUNS/bm25-test.trec" ] || "$PY" -m pyserini_llama.bm25 --collection "$FOLDER" --split test \
+      --hits 1000 --output "$RUNS/bm25-test.trec"
+  else
+    echo "error: $RUNS/bm25.trec is missing and pyserini is not installed here; run this script on a CPU" \
+         "machine with pyserini first (it stops after writing the BM25 run when no GPU is present)" >&2
+    exit 2
+  fi
+fi
+if [ "${ALLOW_CPU:-0}" != 1 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "BM25 run written to $RUNS/bm25.trec; no GPU here, so training stops. Rerun on the GPU machine." >&2
+  exit 0
+fi
+
+launch() {  # a trainer module, data-parallel when NPROC > 1 (same global batch: BATCH / NPROC per GPU)
+  local module=$1; shift
+  if [ "$NPROC" -gt 1 ]; then
+    torchrun --standalone --nproc_per_node "$NPROC" -m "$module" --batch-size $((BATCH / NPROC)) "$@"
+  else
+    "$PY" -m "$module" --batch-size "$BATCH" "$@"
+  fi
+}
+common=(--collection "$FOLDER" --split train --model "$BASE" --epochs "$EPOCHS" --learning-rate "$LR"
+        --save-steps 50 --resume)
+pseudo=()
+[ "$PSEUDO" != none ] && pseudo=(--pseudo-queries "$PSEUDO")
+
+mine() {  # run -> negatives JSONL (train judgments only)
+  [ -f "$2" ] || "$PY" -m pyserini_llama.mine_negatives --run "$1" --qrels "$TRAIN_QRELS" --output "$2" \
+    --depth 200 --num 30 --sample random --seed 42
+}
+dense_run() {  # checkpoint -> index + run over every query (train for mining, test for evaluation)
+  local ckpt=$1 name=$2
+  [ -f "$RUNS/$name.trec" ] && return
+  "$PY" -m pyserini_llama.encode corpus --corpus "$FOLDER" --encoder "$ckpt" --index "indexes/small/$name" \
+    --max-length "$ENCODE_LENGTH"
+  "$PY" -m pyserini_llama.search --index "indexes/small/$name" --topics "$FOLDER/queries.jsonl" \
+    --encoder "$ckpt" --hits 200 --output "$RUNS/$name.trec" --tag "$name"
+}
+train() {  # module output extra-args...
+  local module=$1 out=$2; shift 2
+  [ -f "$out/pyserini_llama.json" ] || launch "$module" "${common[@]}" --output "$out" "$@"
+}
+
+step "mine BM25 negatives";                  mine "$RUNS/bm25.trec" "$RUNS/neg-bm25.jsonl"
+step "RepLLaMA round 1";                     train pyserini_llama.train.repllama "$CKPT/repllama-r1" \
+                                               --negatives "$RUNS/neg-bm25.jsonl" "${pseudo[@]}"
+step "dense negatives from round 1";         dense_run "$CKPT/repllama-r1" repllama-r1
+                                             mine "$RUNS/repllama-r1.trec" "$RUNS/neg-r1.jsonl"
+step "RepLLaMA round 2 (LoRA)";              train pyserini_llama.train.repllama "$CKPT/repllama-smollm2" \
+                                               --negatives "$RUNS/neg-bm25.jsonl,$RUNS/neg-r1.jsonl" "${pseudo[@]}"
+step "RepLLaMA round 2 (full fine-tuning)";  train pyserini_llama.train.repllama "$CKPT/repllama-smollm2-full" \
+                                               --negatives "$RUNS/neg-bm25.jsonl,$RUNS/neg-r1.jsonl" "${pseudo[@]}" \
+                                               --full --learning-rate 2e-5
+step "RankLLaMA negatives from round 2";     dense_run "$CKPT/repllama-smollm2" repllama-smollm2
+                                             mine "$RUNS/repllama-smollm2.trec" "$RUNS/neg-r2.jsonl"
+step "RankLLaMA (LoRA)";                     train pyserini_llama.train.rankllama "$CKPT/rankllama-smollm2" \
+                                               --negatives "$RUNS/neg-r2.jsonl" --epochs "$RANK_EPOCHS"
+step "RankLLaMA (full fine-tuning)";         train pyserini_llama.train.rankllama "$CKPT/rankllama-smollm2-full" \
+                                               --negatives "$RUNS/neg-r2.jsonl" --epochs "$RANK_EPOCHS" \
+                                               --full --learning-rate 2e-5
+
+step "test runs"
+dense_run "$CKPT/repllama-smollm2-full" repllama-smollm2-full
+for variant in rankllama-smollm2 rankllama-smollm2-full; do
+  [ -f "$RUNS/$variant.trec" ] || "$PY" -m pyserini_llama.rerank --run "$RUNS/repllama-smollm2.trec" \
+    --topics "$FOLDER/queries.jsonl" --index "$FOLDER" --reranker "$CKPT/$variant" --hits 100 \
+    --output "$RUNS/$variant.trec" --tag "$variant"
+done
+if has ir_measures; then
+  runs=()
+  for run in bm25-test repllama-r1 repllama-smollm2 repllama-smollm2-full rankllama-smollm2 rankllama-smollm2-full; do
+    [ -f "$RUNS/$run.trec" ] && runs+=("$RUNS/$run.trec")
+  done
+  "$PY" -m pyserini_llama.eval --qrels "$FOLDER/qrels/test.tsv" --metrics nDCG@10 R@100 --run "${runs[@]}"
+fi
+echo "checkpoints in $CKPT, runs in $RUNS" >&2

@@ -1,0 +1,139 @@
+"""Flat faiss index files without faiss (byte-compatible both ways) and exact dense search."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyserini_llama.dense import (DenseSearcher, FlatIndexWriter, read_docids, read_flat_index, write_docids,
+                                  write_flat_index)
+from pyserini_llama.errors import DataError, UserError
+
+faiss = pytest.importorskip("faiss")
+
+
+def unit_vectors(n, d, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def make_index(folder, vectors):
+    folder.mkdir(parents=True, exist_ok=True)
+    write_flat_index(folder / "index", vectors)
+    write_docids(folder / "docid", [f"doc{i}" for i in range(len(vectors))])
+    return folder
+
+
+def test_our_files_are_faiss_files(tmp_path):
+    x = unit_vectors(37, 16)
+    write_flat_index(tmp_path / "ours", x)
+    index = faiss.read_index(str(tmp_path / "ours"))
+    assert isinstance(index, faiss.IndexFlatIP) and index.ntotal == 37 and index.d == 16
+    np.testing.assert_array_equal(index.reconstruct_n(0, 37), x)
+    reference = faiss.IndexFlatIP(16)
+    reference.add(x)
+    faiss.write_index(reference, str(tmp_path / "faiss"))
+    assert (tmp_path / "ours").read_bytes() == (tmp_path / "faiss").read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["ip", "l2", "empty"])
+def test_we_read_faiss_files(tmp_path, kind):
+    x = unit_vectors(0 if kind == "empty" else 9, 8)
+    index = faiss.IndexFlatL2(8) if kind == "l2" else faiss.IndexFlatIP(8)
+    index.add(x)
+    faiss.write_index(index, str(tmp_path / "index"))
+    flat = read_flat_index(tmp_path / "index")
+    assert flat.metric == ("l2" if kind == "l2" else "ip") and flat.vectors.shape == (len(x), 8)
+    np.testing.assert_array_equal(np.asarray(flat.vectors), x)
+
+
+def test_streaming_writer_and_bad_files(tmp_path):
+    x = unit_vectors(10, 4)
+    with FlatIndexWriter(tmp_path / "index", 4) as writer:
+        writer.add(x[:3])
+        writer.add(x[3:])
+    np.testing.assert_array_equal(faiss.read_index(str(tmp_path / "index")).reconstruct_n(0, 10), x)
+    data = (tmp_path / "index").read_bytes()
+    (tmp_path / "cut").write_bytes(data[:-4])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        read_flat_index(tmp_path / "cut")
+    faiss.write_index(faiss.IndexHNSWFlat(4, 8, faiss.METRIC_INNER_PRODUCT), str(tmp_path / "hnsw"))
+    with pytest.raises(UserError, match="not a flat index"):
+        read_flat_index(tmp_path / "hnsw")
+    with pytest.raises(ValueError, match="shape"):
+        with FlatIndexWriter(tmp_path / "never", 4) as writer:
+            writer.add(x[:, :3])
+    assert not (tmp_path / "never").exists()  # no partial file under the final name
+
+
+def test_docids_round_trip(tmp_path):
+    write_docids(tmp_path / "docid", ["a", "b b", "c"])
+    assert read_docids(tmp_path / "docid") == ["a", "b b", "c"]
+
+
+def test_torch_search_equals_faiss_search(tmp_path):
+    x, q = unit_vectors(500, 32, seed=1), unit_vectors(7, 32, seed=2)
+    folder = make_index(tmp_path / "idx", x)
+    exact = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :50]
+    with_faiss = DenseSearcher(folder, backend="faiss")
+    with_torch = DenseSearcher(folder, backend="torch", rows_per_chunk=37)  # k larger than a chunk
+    s_f, i_f = with_faiss.search_embeddings(q, 50)
+    s_t, i_t = with_torch.search_embeddings(q, 50)
+    np.testing.assert_array_equal(i_t, exact)
+    np.testing.assert_array_equal(i_f, exact)
+    np.testing.assert_allclose(s_t, s_f, atol=1e-5)
+    s_h, i_h = DenseSearcher(folder, backend="torch", fp16=True).search_embeddings(q, 10)
+    np.testing.assert_allclose(s_h, s_f[:, :10], atol=2e-3)
+    assert (i_h[:, 0] == exact[:, 0]).all()
+    s_all, _ = with_torch.search_embeddings(q[:1], 10_000)  # k above the index size: all rows
+    assert s_all.shape == (1, 500)
+
+
+def test_search_with_a_pyserini_style_query_encoder(tmp_path):
+    x = unit_vectors(20, 8, seed=3)
+    folder = make_index(tmp_path / "idx", x)
+
+    class PyseriniLike:  # only encode(query) -> vector, as Pyserini's QueryEncoder
+        def encode(self, query):
+            return x[int(query)]
+
+    run = DenseSearcher(folder, PyseriniLike(), backend="torch").search({"a": "3", "b": "11"}, k=5)
+    assert run["a"][0][0] == "doc3" and run["b"][0][0] == "doc11"
+    assert run["a"][0][1] == pytest.approx(1.0, abs=1e-5) and len(run["a"]) == 5
+    assert [s for _, s in run["a"]] == sorted((s for _, s in run["a"]), reverse=True)
+
+
+def test_inconsistent_folder(tmp_path):
+    folder = make_index(tmp_path / "idx", unit_vectors(5, 4))
+    write_docids(folder / "docid", ["a", "b"])
+    with pytest.raises(UserError, match="5 vectors but docid has 2"):
+        DenseSearcher(folder, backend="torch")
+    with pytest.raises(UserError, match="no such index folder"):
+        DenseSearcher(tmp_path / "missing")
+
+
+def test_search_cli(tmp_path, beir_folder):
+    """pyserini_llama.encode corpus -> pyserini_llama.search, the encoder read from the index folder."""
+    from pyserini_llama import encode, search
+    from pyserini_llama.data.trec import load_run
+    from pyserini_llama.encoders.repllama import RepLlamaEncoder
+    from pyserini_llama.testing import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "model", task="embedding")
+    args = ["--encoder", str(model), "--device", "cpu", "--dtype", "float32"]
+    assert encode.main(["corpus", "--corpus", str(beir_folder), "--index", str(tmp_path / "idx"), *args]) == 0
+    assert search.main(["--index", str(tmp_path / "idx"), "--topics", str(beir_folder / "queries.jsonl"),
+                        "--output", str(tmp_path / "run.trec"), "--hits", "3", "--device", "cpu",
+                        "--dtype", "float32"]) == 0
+    run = load_run(tmp_path / "run.trec")
+    enc = RepLlamaEncoder.from_checkpoint(str(model), dtype="float32")
+    from pyserini_llama.data.beir import load_corpus, load_queries
+
+    docs, queries = load_corpus(beir_folder / "corpus.jsonl"), load_queries(beir_folder / "queries.jsonl")
+    scores = enc.encode_queries(list(queries.values()), show_progress=False) @ \
+        enc.encode_passages(list(docs.values()), show_progress=False).T
+    for row, qid in zip(scores, queries):
+        assert [d for d, _ in run[qid]] == [list(docs)[i] for i in np.argsort(-row)[:3]]
+        assert run[qid][0][1] == pytest.approx(float(row.max()), abs=1e-4)
+    with pytest.raises(UserError, match="already exists"):
+        search.main(["--index", str(tmp_path / "idx"), "--topics", str(beir_folder / "queries.jsonl"),
+                     "--output", str(tmp_path / "run.trec")])
