@@ -91,18 +91,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_ours(model, docs: List[List[int]], device: str, budget: int) -> float:
+def time_ours(model, docs: List[List[int]], device: str, budget: int, compile: bool = False) -> tuple:
+    """Seconds for the timed pass, and for the warm-up (kernels, allocator, and compilation if asked)."""
     from pyserini_llama.encoders.repllama import RepLlamaEncoder
     from pyserini_llama.models.checkpoint import CheckpointConfig
 
     encoder = RepLlamaEncoder(model, SimpleNamespace(pad_token_id=0, eos_token_id=2), CheckpointConfig(),
-                              device=device, max_tokens_per_batch=budget)
-    encoder.encode_token_ids(docs[:64], show_progress=False)  # warm-up: kernels, allocator
+                              device=device, max_tokens_per_batch=budget, compile=compile)
+    start = time.perf_counter()
+    # warm-up over documents spread across the length range, so several batch shapes are seen
+    encoder.encode_token_ids(docs[::max(1, len(docs) // 256)], show_progress=False)
     sync(device)
+    warmup = time.perf_counter() - start
     start = time.perf_counter()
     encoder.encode_token_ids(docs, show_progress=False)
     sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, warmup
 
 
 def time_baseline(model, docs: List[List[int]], device: str, max_length: int) -> float:
@@ -154,6 +158,8 @@ def main(argv=None) -> int:
     parser.add_argument("--docs", type=int, help="encode only the first N documents with our encoder")
     parser.add_argument("--baseline-docs", type=int, default=1024, help="documents for the naive baseline")
     parser.add_argument("--budgets", type=int, nargs="+", default=[32768], help="our tokens-per-batch budgets")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time our encoder with torch.compile (warm-up/compile time reported apart)")
     parser.add_argument("--peak-flops", type=float, default=800e12, help="peak FLOP/s for MFU (H100 bf16)")
     args = parser.parse_args(argv)
     if args.make_lengths:
@@ -183,11 +189,13 @@ def main(argv=None) -> int:
         params = sum(p.numel() for p in model.parameters())
         docs = random_docs(lengths, SHAPES[name]["vocab_size"])
         ours_docs = docs[:args.docs] if args.docs else docs
-        for budget in args.budgets:
-            seconds = time_ours(model, ours_docs, device, budget)
-            results.append(row(name, "ours", ours_docs, seconds, params, None, args.peak_flops,
-                               tokens_per_batch=budget))
-            print(json.dumps(results[-1]), flush=True)
+        for compile in ([False, True] if args.compile else [False]):
+            for budget in args.budgets:
+                seconds, warmup = time_ours(model, ours_docs, device, budget, compile)
+                results.append(row(name, "ours+compile" if compile else "ours", ours_docs, seconds, params,
+                                   None, args.peak_flops, tokens_per_batch=budget,
+                                   warmup_seconds=round(warmup, 1)))
+                print(json.dumps(results[-1]), flush=True)
         base = docs[:baseline_docs]
         seconds = time_baseline(model, base, device, args.max_length)
         results.append(row(name, "naive-hf", base, seconds, params, len(base) * args.max_length, args.peak_flops,
@@ -203,7 +211,7 @@ def main(argv=None) -> int:
                   lengths=source, max_length=args.max_length, mean_length=round(float(np.mean(lengths)), 1),
                   peak_flops=args.peak_flops, results=results)
     for name in models:
-        best = max((r for r in results if r["model"] == name and r["method"] == "ours"),
+        best = max((r for r in results if r["model"] == name and r["method"].startswith("ours")),
                    key=lambda r: r["tokens_per_s"])
         base = next(r for r in results if r["model"] == name and r["method"] == "naive-hf")
         best["speedup_docs_per_s"] = round(best["docs_per_s"] / base["docs_per_s"], 2)

@@ -14,6 +14,9 @@ Example::
 
     python benchmarks/rerank.py --output results/rerank-h100.json                  # on a GPU, < 3 minutes
     python benchmarks/rerank.py --tiny --output /tmp/rerank-tiny.json              # CPU smoke run
+    # real length distributions (untruncated token counts of formatted queries and documents), made on a CPU
+    python benchmarks/rerank.py --write-lengths results/scifact-lengths.json --collection beir-scifact \
+        --tokenizer smollm2-135m
 """
 from __future__ import annotations
 
@@ -55,6 +58,25 @@ def pair_lengths(n: int, mode: str, lengths_file: Optional[str], rng: np.random.
     return 2 + q + p
 
 
+def write_lengths(path: str, collection: str, tokenizer_name: str, split: str = "test") -> None:
+    """Token counts of RankLLaMA-formatted queries (of ``split``) and documents of a collection."""
+    from transformers import AutoTokenizer
+
+    from pyserini_llama.data.collections import resolve_collection
+    from pyserini_llama.models.loader import resolve_model_path
+    from pyserini_llama.rerankers.rankllama import default_config, format_pair
+
+    folder, config = resolve_collection(collection), default_config()
+    tok = AutoTokenizer.from_pretrained(str(resolve_model_path(tokenizer_name)))
+    queries = [format_pair(q, "", "", config)[0] for q in folder.queries(split).values()]
+    passages = [format_pair("", d.title, d.text, config)[1] for d in folder.corpus().values()]
+    lengths = {name: [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+               for name, texts in (("query", queries), ("passage", passages))}
+    with atomic_write(path) as f:
+        f.write(json.dumps(dict(source=f"{folder.root.name} {split} queries + corpus, {tokenizer_name} "
+                                       f"tokenizer", **lengths)) + "\n")
+
+
 def build_random_model(shape: Dict, device: str, dtype):
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
@@ -90,13 +112,13 @@ def non_embedding_params(model) -> int:
     return sum(p.numel() for p in model.parameters()) - embed
 
 
-def make_reranker(model, device: str, batch_tokens: int, tokenizer_dir: Path):
+def make_reranker(model, device: str, batch_tokens: int, tokenizer_dir: Path, compile: bool = False):
     from pyserini_llama.rerankers.rankllama import RankLlamaReranker
     from pyserini_llama.testing import build_tokenizer
 
     # Token ids are synthetic; the tokenizer only gives the reranker its pair template.
     tokenizer = build_tokenizer(tokenizer_dir, style="llama")
-    return RankLlamaReranker(model, tokenizer, device=device, batch_tokens=batch_tokens)
+    return RankLlamaReranker(model, tokenizer, device=device, batch_tokens=batch_tokens, compile=compile)
 
 
 def synthetic_pairs(lengths: np.ndarray, vocab: int, rng: np.random.Generator) -> List[List[int]]:
@@ -111,7 +133,8 @@ def sync(device: str) -> None:
 
 
 def time_ours(reranker, pairs: List[List[int]]) -> float:
-    reranker.score_token_ids(pairs[: min(len(pairs), 64)])  # warm-up: kernels, allocator
+    # warm-up (kernels, allocator, compilation): pairs across the length range, so several shapes are seen
+    reranker.score_token_ids(pairs[::max(1, len(pairs) // 256)])
     sync(reranker.device)
     start = time.perf_counter()
     reranker.score_token_ids(pairs)
@@ -139,34 +162,37 @@ def measure(name: str, reranker, params: int, pairs: List[List[int]], n_queries:
             naive_batch: Optional[int], lengths_mode: str) -> List[Dict]:
     """Time our batching, and the naive baseline when ``naive_batch`` is given."""
     tokens = sum(len(p) for p in pairs)
-    timings = [("ours", time_ours(reranker, pairs))]
+    timings = [("ours+compile" if reranker.compile else "ours", time_ours(reranker, pairs))]
     if naive_batch:
         timings.append(("naive", time_naive(reranker, pairs, naive_batch)))
     rows = []
     for method, seconds in timings:
         rows.append(dict(model=name, lengths=lengths_mode, method=method, pairs=len(pairs), tokens=tokens,
-                         batch_tokens=reranker.batch_tokens if method == "ours" else None,
+                         batch_tokens=reranker.batch_tokens if method.startswith("ours") else None,
                          batch_size=naive_batch if method == "naive" else None, seconds=seconds,
                          pairs_per_s=len(pairs) / seconds, tokens_per_s=tokens / seconds,
                          ms_per_query=1000 * seconds / n_queries,
                          mfu=2 * params * tokens / seconds / PEAK_FLOPS))
-        print(f"  {name:<12} {lengths_mode:<9} {method:<5} {rows[-1]['pairs_per_s']:>9.1f} pairs/s "
+        print(f"  {name:<12} {lengths_mode:<9} {method:<12} {rows[-1]['pairs_per_s']:>9.1f} pairs/s "
               f"{rows[-1]['ms_per_query']:>8.1f} ms/query  MFU {rows[-1]['mfu']:.1%}", flush=True)
     return rows
 
 
 def format_rows(rows: List[Dict]) -> str:
-    head = f"{'model':<12} {'lengths':<9} {'method':<6} {'pairs/s':>9} {'ms/query':>9} {'tok/s':>9} {'MFU':>6}"
+    head = f"{'model':<12} {'lengths':<9} {'method':<12} {'pairs/s':>9} {'ms/query':>9} {'tok/s':>9} {'MFU':>6}"
     lines = [head]
     for r in rows:
-        lines.append(f"{r['model']:<12} {r['lengths']:<9} {r['method']:<6} {r['pairs_per_s']:>9.1f} "
+        lines.append(f"{r['model']:<12} {r['lengths']:<9} {r['method']:<12} {r['pairs_per_s']:>9.1f} "
                      f"{r['ms_per_query']:>9.1f} {r['tokens_per_s']:>9.0f} {r['mfu']:>6.1%}")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", required=True, help="JSON results")
+    parser.add_argument("--output", help="JSON results")
+    parser.add_argument("--write-lengths", metavar="JSON", help="only write a --lengths file from --collection")
+    parser.add_argument("--collection", default="beir-scifact", help="with --write-lengths")
+    parser.add_argument("--tokenizer", default="smollm2-135m", help="with --write-lengths")
     parser.add_argument("--smollm2", help="SmolLM2-135M folder (default: the cached conversion)")
     parser.add_argument("--lengths", help="JSON {query: [...], passage: [...]} of token lengths")
     parser.add_argument("--queries", type=int, default=20, help="queries of top-depth pairs (default 20)")
@@ -176,10 +202,17 @@ def main(argv=None) -> int:
     parser.add_argument("--naive-batch", type=int, default=64, help="fixed batch size of the baseline")
     parser.add_argument("--models", nargs="+", default=["llama2-7b", "smollm2-135m"],
                         choices=["llama2-7b", "smollm2-135m"])
+    parser.add_argument("--compile", action="store_true", help="also time the reranker under torch.compile")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run: a tiny random model, few pairs")
     parser.add_argument("--device", help="default: cuda when present, else cpu")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    if args.write_lengths:
+        write_lengths(args.write_lengths, args.collection, args.tokenizer)
+        print(f"wrote {args.write_lengths}")
+        return 0
+    if not args.output:
+        raise UserError("--output is required")
 
     import torch
 
@@ -210,6 +243,9 @@ def main(argv=None) -> int:
                     reranker = make_reranker(model, device, budget, Path(tmp) / "tok")
                     rows += measure(name, reranker, params, pairs, args.queries,
                                     args.naive_batch if i == 0 else None, mode)
+                    if args.compile:
+                        reranker = make_reranker(model, device, budget, Path(tmp) / "tok", compile=True)
+                        rows += measure(name, reranker, params, pairs, args.queries, None, mode)
             del model
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -219,7 +255,8 @@ def main(argv=None) -> int:
     info = dict(device=torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()
                 or "cpu", torch=torch.__version__, dtype=str(dtype), peak_flops=PEAK_FLOPS,
                 queries=args.queries, depth=args.depth, q_max=Q_MAX, p_max=P_MAX,
-                lengths=args.lengths or "synthetic uniform: query 6-32, passage 40-161 tokens (+2 BOS)",
+                lengths=(json.loads(Path(args.lengths).read_text()).get("source", args.lengths)
+                         if args.lengths else "synthetic uniform: query 6-32, passage 40-161 tokens (+2 BOS)"),
                 command=" ".join(["python", "benchmarks/rerank.py"] + list(argv if argv is not None
                                                                           else sys.argv[1:])))
     with atomic_write(args.output, overwrite=args.overwrite) as f:

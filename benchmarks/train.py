@@ -97,8 +97,8 @@ def bench(name: str, model, device: str, autocast: bool, batch: int, group: int,
     matmul_params = params - model.get_input_embeddings().weight.numel()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     tps = tokens / seconds
-    return {"model": name, "params": params, "matmul_params": matmul_params, "trainable_params": trainable, "batch_queries": batch,
-            "group_size": group, "query_length": q_len, "passage_length": p_len,
+    return {"model": name, "params": params, "matmul_params": matmul_params, "trainable_params": trainable,
+            "batch_queries": batch, "group_size": group, "query_length": q_len, "passage_length": p_len,
             "tokens_per_step": tokens // steps, "steps": steps, "step_seconds": round(seconds / steps, 4),
             "tokens_per_second": round(tps, 1), "mfu": round(6 * matmul_params * tps / PEAK_FLOPS, 4),
             "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
@@ -143,9 +143,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             torch.cuda.empty_cache()
     report = {"benchmark": "repllama-lora-training", "device": torch.cuda.get_device_name() if device == "cuda"
               else "cpu", "torch": torch.__version__, "peak_flops": PEAK_FLOPS,
-              "flop_convention": "6 x matmul parameters (all but the input embedding) x real tokens (LoRA + gradient checkpointing executes "
-                                 "2P forward + 2P recompute + 2P input-gradient backward); attention scores "
-                                 "not counted", "results": results}
+              "flop_convention": "6 x matmul parameters (all but the input embedding) x real tokens (LoRA + "
+                                 "gradient checkpointing executes 2P forward + 2P recompute + 2P input-gradient "
+                                 "backward); attention scores not counted", "results": results}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'model':<18} {'params':>8} {'batch':>5} {'tok/step':>9} {'s/step':>7} {'tokens/s':>10} "

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "float32 on CPU)")
         sub.add_argument("--max-tokens-per-batch", type=int,
                          help="padded tokens per batch (default: 32768 on GPU, 8192 on CPU)")
+        sub.add_argument("--compile", action="store_true",
+                         help="torch.compile the model (faster on GPUs for large corpora; compiles first)")
         sub.add_argument("--overwrite", action="store_true", help="replace an existing output")
         sub.add_argument("--trust-remote-code", action="store_true")
     return parser
@@ -76,6 +78,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.max_length is not None and args.max_length < 2:
         raise UserError(f"--max-length must be at least 2, got {args.max_length}")
+    if args.max_tokens_per_batch is not None and args.max_tokens_per_batch <= 0:
+        raise UserError(f"--max-tokens-per-batch must be positive, got {args.max_tokens_per_batch}")
     if args.command == "corpus":
         corpus = corpus_path(args.corpus)
         if Path(args.index).exists() and not args.overwrite:
@@ -87,7 +91,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device = default_device() if args.device == "auto" else args.device
     encoder = RepLlamaEncoder.from_checkpoint(args.encoder, device=device, dtype=args.dtype,
                                               trust_remote_code=args.trust_remote_code,
-                                              max_tokens_per_batch=args.max_tokens_per_batch)
+                                              max_tokens_per_batch=args.max_tokens_per_batch,
+                                              compile=args.compile)
     start = time.perf_counter()
     if args.command == "corpus":
         from .dense.index import build_index, distributed_rank, read_index_info

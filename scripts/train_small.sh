@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # Reproduce the small-scale checkpoints: RepLLaMA and RankLLaMA trained from SmolLM2-135M on SciFact *train*.
 #
-#   1. (CPU, needs pyserini + Java) BM25 top-200 for the train queries (and test) -> $RUNS/bm25.trec
+#   1. (CPU, needs pyserini + Java) BM25 top-200 for the train queries (and test) -> $RUNS/bm25.train.trec
 #   2. mine BM25 negatives for the train queries                                    -> $RUNS/neg-bm25.jsonl
 #   3. RepLLaMA round 1 (LoRA) on BM25 negatives                                    -> $CKPT/repllama-r1
-#   4. encode the corpus with it, search every query, mine dense negatives          -> $RUNS/neg-r1.jsonl
+#   4. encode the corpus with it, search the train queries, mine dense negatives    -> $RUNS/neg-r1.jsonl
 #   5. RepLLaMA round 2 (LoRA) on BM25 + dense negatives                            -> $CKPT/repllama-smollm2
 #   6. encode + search with round 2; mine RankLLaMA negatives from its top 200      -> $RUNS/neg-r2.jsonl
 #   7. RankLLaMA (LoRA) on them                                                     -> $CKPT/rankllama-smollm2
 #   8. the --full fine-tuning variants of 5 and 7, for the LoRA-vs-full comparison
-#   9. test runs: dense (round 2, full), RankLLaMA reranking the dense top 100; evaluated when ir_measures is there
+#   9. test runs ($RUNS/*.test.trec): dense (rounds 1, 2, full), BM25 + dense RRF hybrid, RankLLaMA reranking
+#      the round-2 top 100; evaluated when ir_measures is installed
 #
 # Steps 2-9 need only torch/transformers/peft (a GPU machine without pyserini, Java or faiss): run step 1 on a
-# CPU machine first and bring $RUNS/bm25.trec along. Every step is skipped when its output exists, and the
+# CPU machine first and bring $RUNS/bm25.{train,test}.trec along. Every step is skipped when its output exists, and the
 # trainers resume from their last checkpoint, so rerunning the script after an interruption continues it.
 # No step reads test judgments except the final evaluation.
 #
 # Knobs (environment): PYTHON, COLLECTION (name or BEIR folder), DATA_DIR, BASE (base model name), RUNS, CKPT,
-# EPOCHS, RANK_EPOCHS, BATCH (queries per step), LR, PSEUDO (title|none), ENCODE_LENGTH (passage tokens at inference),
-# NPROC (GPUs: torchrun when > 1), ALLOW_CPU=1 (run the GPU steps on a CPU: a smoke test with a tiny BASE).
+# EPOCHS, RANK_EPOCHS, BATCH (queries per step), LR, PSEUDO (title|none), ENCODE_LENGTH (passage tokens at
+# inference), NPROC (GPUs: torchrun when > 1), TRAIN_ARGS (appended to every trainer call), ALLOW_CPU=1 (run the GPU
+# steps on a CPU: a smoke test, e.g. with a tiny BASE and TRAIN_ARGS="--max-steps 2 --dtype float32").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,20 +46,20 @@ FOLDER=$("$PY" -c "from pyserini_llama.data.collections import resolve_collectio
 TRAIN_QRELS="$FOLDER/qrels/train.tsv"
 
 # 1. BM25 (CPU machine with pyserini).
-if [ ! -f "$RUNS/bm25.trec" ]; then
+if [ ! -f "$RUNS/bm25.train.trec" ]; then
   if has pyserini; then
     step "BM25: train top-200 (negatives), test top-1000 (baseline)"
-    "$PY" -m pyserini_llama.bm25 --collection "$FOLDER" --split train --hits 200 --output "$RUNS/bm25.trec"
-    [ -f "$RUNS/bm25-test.trec" ] || "$PY" -m pyserini_llama.bm25 --collection "$FOLDER" --split test \
-      --hits 1000 --output "$RUNS/bm25-test.trec"
+    "$PY" -m pyserini_llama.bm25 --collection "$FOLDER" --split train --hits 200 --output "$RUNS/bm25.train.trec"
+    [ -f "$RUNS/bm25.test.trec" ] || "$PY" -m pyserini_llama.bm25 --collection "$FOLDER" --split test \
+      --hits 1000 --output "$RUNS/bm25.test.trec"
   else
-    echo "error: $RUNS/bm25.trec is missing and pyserini is not installed here; run this script on a CPU" \
+    echo "error: $RUNS/bm25.train.trec is missing and pyserini is not installed here; run this script on a CPU" \
          "machine with pyserini first (it stops after writing the BM25 run when no GPU is present)" >&2
     exit 2
   fi
 fi
 if [ "${ALLOW_CPU:-0}" != 1 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-  echo "BM25 run written to $RUNS/bm25.trec; no GPU here, so training stops. Rerun on the GPU machine." >&2
+  echo "BM25 run written to $RUNS/bm25.train.trec; no GPU here, so training stops. Rerun on the GPU machine." >&2
   exit 0
 fi
 
@@ -78,31 +80,41 @@ mine() {  # run -> negatives JSONL (train judgments only)
   [ -f "$2" ] || "$PY" -m pyserini_llama.mine_negatives --run "$1" --qrels "$TRAIN_QRELS" --output "$2" \
     --depth 200 --num 30 --sample random --seed 42
 }
-dense_run() {  # checkpoint -> index + run over every query (train for mining, test for evaluation)
-  local ckpt=$1 name=$2
-  [ -f "$RUNS/$name.trec" ] && return
-  "$PY" -m pyserini_llama.encode corpus --corpus "$FOLDER" --encoder "$ckpt" --index "indexes/small/$name" \
-    --max-length "$ENCODE_LENGTH"
-  "$PY" -m pyserini_llama.search --index "indexes/small/$name" --topics "$FOLDER/queries.jsonl" \
-    --encoder "$ckpt" --hits 200 --output "$RUNS/$name.trec" --tag "$name"
+# Query sets as TSV topics: train queries for mining negatives, test queries (texts only) for the final runs.
+for split in train test; do
+  [ -f "$RUNS/topics-$split.tsv" ] || "$PY" -c "
+import sys
+from pyserini_llama.data.beir import BeirFolder
+for qid, text in BeirFolder(sys.argv[1]).queries(sys.argv[2]).items():
+    print(f'{qid}\t{text}')" "$FOLDER" "$split" > "$RUNS/topics-$split.tsv"
+done
+dense_run() {  # checkpoint name split -> $RUNS/<name>.<split>.trec (the corpus index is built once per model)
+  local ckpt=$1 name=$2 split=$3
+  [ -f "$RUNS/$name.$split.trec" ] && return
+  [ -f "indexes/small/$name/docid" ] || "$PY" -m pyserini_llama.encode corpus --corpus "$FOLDER" \
+    --encoder "$ckpt" --index "indexes/small/$name" --max-length "$ENCODE_LENGTH"
+  "$PY" -m pyserini_llama.search --index "indexes/small/$name" --topics "$RUNS/topics-$split.tsv" \
+    --encoder "$ckpt" --hits "$([ "$split" = train ] && echo 200 || echo 1000)" \
+    --output "$RUNS/$name.$split.trec" --tag "$name"
 }
 train() {  # module output extra-args...
   local module=$1 out=$2; shift 2
-  [ -f "$out/pyserini_llama.json" ] || launch "$module" "${common[@]}" --output "$out" "$@"
+  # shellcheck disable=SC2086  # TRAIN_ARGS is a list of words
+  [ -f "$out/pyserini_llama.json" ] || launch "$module" "${common[@]}" --output "$out" "$@" ${TRAIN_ARGS:-}
 }
 
-step "mine BM25 negatives";                  mine "$RUNS/bm25.trec" "$RUNS/neg-bm25.jsonl"
+step "mine BM25 negatives";                  mine "$RUNS/bm25.train.trec" "$RUNS/neg-bm25.jsonl"
 step "RepLLaMA round 1";                     train pyserini_llama.train.repllama "$CKPT/repllama-r1" \
                                                --negatives "$RUNS/neg-bm25.jsonl" "${pseudo[@]}"
-step "dense negatives from round 1";         dense_run "$CKPT/repllama-r1" repllama-r1
-                                             mine "$RUNS/repllama-r1.trec" "$RUNS/neg-r1.jsonl"
+step "dense negatives from round 1";         dense_run "$CKPT/repllama-r1" repllama-r1 train
+                                             mine "$RUNS/repllama-r1.train.trec" "$RUNS/neg-r1.jsonl"
 step "RepLLaMA round 2 (LoRA)";              train pyserini_llama.train.repllama "$CKPT/repllama-smollm2" \
                                                --negatives "$RUNS/neg-bm25.jsonl,$RUNS/neg-r1.jsonl" "${pseudo[@]}"
 step "RepLLaMA round 2 (full fine-tuning)";  train pyserini_llama.train.repllama "$CKPT/repllama-smollm2-full" \
                                                --negatives "$RUNS/neg-bm25.jsonl,$RUNS/neg-r1.jsonl" "${pseudo[@]}" \
                                                --full --learning-rate 2e-5
-step "RankLLaMA negatives from round 2";     dense_run "$CKPT/repllama-smollm2" repllama-smollm2
-                                             mine "$RUNS/repllama-smollm2.trec" "$RUNS/neg-r2.jsonl"
+step "RankLLaMA negatives from round 2";     dense_run "$CKPT/repllama-smollm2" repllama-smollm2 train
+                                             mine "$RUNS/repllama-smollm2.train.trec" "$RUNS/neg-r2.jsonl"
 step "RankLLaMA (LoRA)";                     train pyserini_llama.train.rankllama "$CKPT/rankllama-smollm2" \
                                                --negatives "$RUNS/neg-r2.jsonl" --epochs "$RANK_EPOCHS"
 step "RankLLaMA (full fine-tuning)";         train pyserini_llama.train.rankllama "$CKPT/rankllama-smollm2-full" \
@@ -110,16 +122,25 @@ step "RankLLaMA (full fine-tuning)";         train pyserini_llama.train.rankllam
                                                --full --learning-rate 2e-5
 
 step "test runs"
-dense_run "$CKPT/repllama-smollm2-full" repllama-smollm2-full
+for name in repllama-r1 repllama-smollm2 repllama-smollm2-full; do dense_run "$CKPT/$name" "$name" test; done
 for variant in rankllama-smollm2 rankllama-smollm2-full; do
-  [ -f "$RUNS/$variant.trec" ] || "$PY" -m pyserini_llama.rerank --run "$RUNS/repllama-smollm2.trec" \
-    --topics "$FOLDER/queries.jsonl" --index "$FOLDER" --reranker "$CKPT/$variant" --hits 100 \
-    --output "$RUNS/$variant.trec" --tag "$variant"
+  [ -f "$RUNS/$variant.test.trec" ] || "$PY" -m pyserini_llama.rerank --run "$RUNS/repllama-smollm2.test.trec" \
+    --topics "$RUNS/topics-test.tsv" --index "$FOLDER" --reranker "$CKPT/$variant" --hits 100 \
+    --output "$RUNS/$variant.test.trec" --tag "$variant"
 done
+# Hybrid BM25 + RepLLaMA: reciprocal rank fusion (k 60), which has no weight to tune (on test or otherwise).
+[ -f "$RUNS/hybrid-smollm2.test.trec" ] || [ ! -f "$RUNS/bm25.test.trec" ] || "$PY" -c "
+import sys
+from pyserini_llama.data.trec import load_run, write_run
+from pyserini_llama.fusion import reciprocal_rank_fusion
+runs = [load_run(path) for path in sys.argv[1:3]]
+write_run(reciprocal_rank_fusion(runs, rrf_k=60, depth=1000, k=1000), sys.argv[3], tag='hybrid-rrf')" \
+  "$RUNS/bm25.test.trec" "$RUNS/repllama-smollm2.test.trec" "$RUNS/hybrid-smollm2.test.trec"
 if has ir_measures; then
   runs=()
-  for run in bm25-test repllama-r1 repllama-smollm2 repllama-smollm2-full rankllama-smollm2 rankllama-smollm2-full; do
-    [ -f "$RUNS/$run.trec" ] && runs+=("$RUNS/$run.trec")
+  for run in bm25 repllama-r1 repllama-smollm2 repllama-smollm2-full hybrid-smollm2 rankllama-smollm2 \
+             rankllama-smollm2-full; do
+    [ -f "$RUNS/$run.test.trec" ] && runs+=("$RUNS/$run.test.trec")
   done
   "$PY" -m pyserini_llama.eval --qrels "$FOLDER/qrels/test.tsv" --metrics nDCG@10 R@100 --run "${runs[@]}"
 fi

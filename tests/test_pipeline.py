@@ -61,7 +61,7 @@ def test_pipeline_all_stages_then_cached(beir_folder, packaged, tmp_path, monkey
 
     result = json.loads((work / "pipeline.json").read_text())
     assert list(result["stages"]) == STAGES and result["queries"] == 2 and result["rerank_depth"] == 10
-    for name, path in result["runs"].items():
+    for path in result["runs"].values():
         run = load_run(path)
         assert set(run) <= {"q1", "q2", "q3", "q4"}
     reranked = load_run(result["runs"]["rrf+rankllama"])

@@ -114,7 +114,7 @@ def load_beir_qrels(path: PathLike) -> Qrels:
         qid, docid, score = (p.strip() for p in parts)
         try:
             rel = int(float(score))
-        except ValueError:
+        except (ValueError, OverflowError):  # "abc", "nan", "inf"
             raise DataError(path, f"score {score!r} is not a number", lineno) from None
         qrels.setdefault(qid, {})[docid] = rel
     if not qrels:

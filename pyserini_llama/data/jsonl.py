@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import IO, Iterator, Tuple, Union
 
@@ -28,14 +29,18 @@ def iter_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
     Lines are decoded one at a time so that a bad byte is reported on its own line.
     """
     with open_binary(path) as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)",
-                                lineno) from None
-            if line.strip():
-                yield lineno, line.rstrip("\n").rstrip("\r")
+        lineno = 0
+        try:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(path, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)",
+                                    lineno) from None
+                if line.strip():
+                    yield lineno, line.rstrip("\n").rstrip("\r")
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # a .gz name on other bytes, or a cut-off archive
+            raise DataError(path, f"not a valid gzip file ({e})", lineno + 1) from None
 
 
 def iter_jsonl(path: PathLike) -> Iterator[Tuple[int, dict]]:

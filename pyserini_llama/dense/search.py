@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ..data.trec import Run
-from ..errors import UserError
+from ..errors import DataError, UserError
 from .faiss_format import FOURCC, read_docids, read_flat_index
 
 PathLike = Union[str, os.PathLike]
@@ -49,7 +49,12 @@ class DenseSearcher:
         if self.backend == "faiss":
             import faiss
 
-            self._faiss = faiss.read_index(str(self.index_dir / "index"))
+            try:
+                self._faiss = faiss.read_index(str(self.index_dir / "index"))
+            except RuntimeError as e:  # faiss reports a truncated or corrupt file as a C++ exception
+                lines = [line for line in str(e).splitlines() if line.strip()]
+                raise DataError(self.index_dir / "index", f"faiss cannot read it; the index is truncated or "
+                                                          f"corrupt ({lines[-1][:200] if lines else e})") from None
             self.dimension, ntotal = self._faiss.d, self._faiss.ntotal
         else:
             flat = read_flat_index(self.index_dir / "index")
@@ -57,6 +62,10 @@ class DenseSearcher:
                 raise UserError(f"{self.index_dir}/index: an L2 index; only inner-product indexes are searched")
             self.dimension, ntotal = flat.dimension, len(flat)
             self._chunks = self._load_chunks(flat.vectors, rows_per_chunk)
+        encoder_dimension = getattr(query_encoder, "dimension", None)
+        if encoder_dimension is not None and encoder_dimension != self.dimension:
+            raise UserError(f"{self.index_dir}: the index holds {self.dimension}-dimensional vectors but the query "
+                            f"encoder makes {encoder_dimension}; search with the model that built the index")
         if ntotal != len(self.docids):
             raise UserError(f"{self.index_dir}: index has {ntotal} vectors but docid has {len(self.docids)} "
                             f"lines; the folder is inconsistent")

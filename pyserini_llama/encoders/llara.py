@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..models.checkpoint import CheckpointConfig
-from .repllama import PassageLike, RepLlamaEncoder, _title_text
+from .repllama import PassageLike, RepLlamaEncoder, _title_text, cut_long_texts
 
 PASSAGE_TOKENS = tuple(f"<s{i}>" for i in range(1, 9))
 QUERY_TOKENS = tuple(f"<s{i}>" for i in range(9, 17))
@@ -135,8 +135,8 @@ def segment_token_ids(tokenizer, texts: Sequence[str], prefix: str, suffix: str,
                         f"({len(prefix_ids) + len(suffix_ids)} tokens)")
     if not texts:
         return []
-    body = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=room,
-                     return_attention_mask=False)["input_ids"]
+    body = tokenizer(cut_long_texts(tokenizer, texts, room), add_special_tokens=False, truncation=True,
+                     max_length=room, return_attention_mask=False)["input_ids"]
     return [prefix_ids + row + suffix_ids for row in body]
 
 

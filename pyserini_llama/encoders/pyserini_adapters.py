@@ -16,14 +16,42 @@ From Python::
 """
 from __future__ import annotations
 
+import os
+import sys
 from typing import List, Optional, Sequence
 
 import numpy as np
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
-from ..errors import UserError
+from ..errors import EXIT_USER_ERROR, UserError
 from .onnx import OnnxEncoder
 from .repllama import RepLlamaEncoder, resolve_device
+
+
+def report_user_errors_in_pyserini_cli() -> None:
+    """Under ``python -m pyserini.*``, show our UserErrors as our own CLIs do: one line, exit status 2.
+
+    Pyserini's ``__main__`` modules do not know our errors, so a checkpoint folder without its config would
+    otherwise end in a traceback. Only Pyserini's command-line entry points are affected, never a library user.
+    """
+    argv = list(getattr(sys, "orig_argv", []))  # sys.argv[0] is still "-m" while the package imports
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
+    if module.split(".")[0] != "pyserini":
+        return
+    previous = sys.excepthook
+
+    def excepthook(kind, value, traceback):
+        if not issubclass(kind, UserError):
+            return previous(kind, value, traceback)
+        print(f"error: {value}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_USER_ERROR)  # the interpreter is ending anyway; sys.exit cannot set a status from here
+
+    sys.excepthook = excepthook
+
+
+report_user_errors_in_pyserini_cli()
 
 
 def load_encoder(name_or_path: str, device: str = "cpu", fp16: bool = False, tokenizer_name: Optional[str] = None,

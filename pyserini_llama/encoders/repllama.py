@@ -50,12 +50,26 @@ def tokenize_for_embedding(tokenizer, texts: List[str], max_length: int,
     if not texts:
         return []
     limit = max_length - 1 if append_eos else max_length
-    ids = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=limit, padding=False,
+    ids = tokenizer(cut_long_texts(tokenizer, texts, limit), add_special_tokens=True, truncation=True, max_length=limit, padding=False,
                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
     if append_eos:
         eos = tokenizer.eos_token_id
         ids = [row + [eos] for row in ids]
     return ids
+
+
+def cut_long_texts(tokenizer, texts: Sequence[str], max_tokens: int) -> List[str]:
+    """Cut texts far beyond the characters ``max_tokens`` tokens can span, before tokenizing them.
+
+    Tokenizing a whole 10 MB document to keep its first 200 tokens takes half a minute. No token covers more
+    characters than its vocabulary entry has, so with a 4x margin (for normalisers) the kept tokens are the same.
+    """
+    longest = getattr(tokenizer, "_pyserini_llama_longest_token", None)
+    if longest is None:
+        longest = max((len(token) for token in tokenizer.get_vocab()), default=1)
+        tokenizer._pyserini_llama_longest_token = longest
+    budget = (max_tokens + 8) * 4 * longest + 1024
+    return [t if len(t) <= budget else t[:budget] for t in texts]
 
 
 def collate(tokenizer, ids: List[List[int]], padding_side: str = "right",
@@ -124,8 +138,10 @@ class RepLlamaEncoder:
 
     def __init__(self, model, tokenizer, config: CheckpointConfig, device: str = "cpu",
                  name_or_path: Optional[str] = None, max_tokens_per_batch: Optional[int] = None,
-                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
+                 max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, compile: bool = False):
         self.model = model
+        # compiled lazily, on first use (see models.load.compiled)
+        self.compile = compile
         self.tokenizer = tokenizer
         self.config = config
         self.device = device
@@ -155,14 +171,21 @@ class RepLlamaEncoder:
     def with_config(self, **changes) -> "RepLlamaEncoder":
         """A view of this encoder (same weights) with some config fields changed, e.g. ``query_prefix``."""
         return type(self)(self.model, self.tokenizer, replace(self.config, **changes), self.device,
-                          self.name_or_path, self.max_tokens_per_batch, self.max_batch_size)
+                          self.name_or_path, self.max_tokens_per_batch, self.max_batch_size, self.compile)
 
     # -- the differentiable core (the trainer calls this with gradients on) --------------------------------
 
     def hidden_states(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Last-layer token states; a subclass with another model head overrides this."""
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        out = self.forward_module()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                    use_cache=False)
         return out.last_hidden_state
+
+    def forward_module(self):
+        """The model, or its compiled version when ``compile`` was asked for."""
+        from ..models.load import compiled
+
+        return compiled(self.model) if self.compile else self.model
 
     def embed(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Forward + pooling + optional L2 normalisation; float32 ``(batch, dimension)``."""

