@@ -38,7 +38,6 @@ def test_jsoncollection_corpus_and_gzip(tmp_path):
     ('{"_id": "a", "text": "x"}\n{"title": "t", "text": "y"}\n', "missing id field", 2),
     ('{"_id": "a", "body": "x"}\n', "missing field 'text'", 1),
     ('{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n', "duplicate document id 'a'", 2),
-    ('{"_id": "a", "title": "", "text": "  "}\n', "has no text", 1),
     ('["a", "b"]\n', "expected a JSON object", 1),
     ('{"_id": "a", "text": 5}\n', "must be a string", 1),
 ])
@@ -47,6 +46,13 @@ def test_corpus_errors_name_file_and_line(tmp_path, content, message, line):
     with pytest.raises(DataError, match=message) as err:
         load_corpus(path)
     assert str(err.value).startswith(f"{path}:{line}: ")
+
+
+def test_empty_documents_are_kept_with_one_warning(tmp_path):
+    path = write(tmp_path / "c.jsonl", '{"_id": "a", "text": "x"}\n{"_id": "b", "title": "", "text": " "}\n'
+                                        '{"_id": "c", "text": ""}\n')
+    with pytest.warns(UserWarning, match=r"c.jsonl:2: 2 document\(s\) have no text"):
+        assert [d.docid for d in iter_corpus(path)] == ["a", "b", "c"]
 
 
 def test_empty_corpus_and_non_utf8(tmp_path):

@@ -6,6 +6,7 @@ serves a BEIR corpus, a converted corpus, or the ``raw`` field of a Lucene index
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Union
@@ -57,23 +58,31 @@ def parse_document(obj: dict, path: PathLike, lineno: int) -> Document:
     else:
         raise DataError(path, "missing field 'text' (BEIR) or 'contents' (Pyserini JsonCollection)",
                         lineno)
-    if not (title.strip() or text.strip()):
-        raise DataError(path, f"document {docid!r} has no text", lineno)
     return Document(docid, title, text)
 
 
 def iter_corpus(path: PathLike) -> Iterator[Document]:
-    """Stream documents, rejecting malformed lines, missing fields, empty text and duplicate ids."""
+    """Stream documents, rejecting malformed lines, missing fields and duplicate ids.
+
+    Documents with neither title nor text are kept (real collections have them: Cranfield has two, which
+    Anserini indexes as empty) with one warning naming how many and the first line.
+    """
     seen: Dict[str, int] = {}
+    empty = []
     for lineno, obj in iter_jsonl(path):
         doc = parse_document(obj, path, lineno)
         if doc.docid in seen:
             raise DataError(path, f"duplicate document id {doc.docid!r} (first seen on line "
                                   f"{seen[doc.docid]})", lineno)
         seen[doc.docid] = lineno
+        if not doc.contents:
+            empty.append(lineno)
         yield doc
     if not seen:
         raise DataError(path, "corpus is empty")
+    if empty:
+        warnings.warn(f"{path}:{empty[0]}: {len(empty)} document(s) have no text (kept, as empty documents)",
+                      stacklevel=2)
 
 
 def load_corpus(path: PathLike) -> Dict[str, Document]:

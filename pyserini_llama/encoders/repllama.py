@@ -50,8 +50,9 @@ def tokenize_for_embedding(tokenizer, texts: List[str], max_length: int,
     if not texts:
         return []
     limit = max_length - 1 if append_eos else max_length
-    ids = tokenizer(cut_long_texts(tokenizer, texts, limit), add_special_tokens=True, truncation=True, max_length=limit, padding=False,
-                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    ids = tokenizer(cut_long_texts(tokenizer, texts, limit), add_special_tokens=True, truncation=True,
+                    max_length=limit, padding=False, return_attention_mask=False,
+                    return_token_type_ids=False)["input_ids"]
     if append_eos:
         eos = tokenizer.eos_token_id
         ids = [row + [eos] for row in ids]
