@@ -31,8 +31,10 @@ DEFAULT_RERANKER = "rankllama-smollm2"
 METRICS = ("nDCG@10", "R@100", "MRR@10")
 # On a CPU the default run must take minutes: a 135M reranker scores ~1-2 pairs/s on 2 cores at 200 tokens,
 # so it reranks a shallow pool of a query sample.
-CPU_DEFAULTS = dict(rerank_depth=10, max_queries=20)
-GPU_DEFAULTS = dict(rerank_depth=100, max_queries=0)
+# On a CPU, encoding a whole corpus with an LLM takes hours: the dense stage then re-scores each sampled query's
+# BM25 candidates instead (say so in the output), and reranking is kept to a few queries and documents.
+CPU_DEFAULTS = dict(rerank_depth=10, max_queries=10, dense_candidates=10)
+GPU_DEFAULTS = dict(rerank_depth=100, max_queries=0, dense_candidates=0)
 
 
 @dataclass
@@ -90,10 +92,35 @@ def bm25_stage(work: Path, corpus_path: Path, queries: Dict[str, str], k: int, o
 
 
 def dense_stage(work: Path, checkpoint: str, corpus_path: Path, queries: Dict[str, str], k: int, device: str,
-                overwrite: bool, prebuilt: Optional[Path] = None) -> StageResult:
-    """Dense retrieval; the corpus is encoded into the work dir unless a ``prebuilt`` index is given."""
+                overwrite: bool, prebuilt: Optional[Path] = None, candidates: Optional[Run] = None) -> StageResult:
+    """Dense retrieval; the corpus is encoded into the work dir unless a ``prebuilt`` index is given.
+
+    With ``candidates`` (the CPU default) only those documents are encoded and each query's candidates are
+    re-scored by the dense model: the same scores as a full search, over a smaller candidate set.
+    """
     from .dense import DenseSearcher, build_index
     from .encoders.repllama import RepLlamaEncoder
+
+    if candidates is not None:
+        depth = max(len(hits) for hits in candidates.values()) if candidates else 0
+
+        def rescore() -> Run:
+            from .rerank import load_corpus_subset
+
+            encoder = RepLlamaEncoder.from_checkpoint(checkpoint, device=device)
+            wanted = sorted({d for qid in queries for d, _ in candidates.get(qid, [])})
+            docs = load_corpus_subset(corpus_path, set(wanted))
+            vectors = dict(zip(wanted, encoder.encode_passages([docs[d] for d in wanted])))
+            qids = list(queries)
+            q_vectors = encoder.encode_queries([queries[q] for q in qids])
+            run = {}
+            for qid, qv in zip(qids, q_vectors):
+                scored = [(d, float(qv @ vectors[d])) for d, _ in candidates.get(qid, [])]
+                run[qid] = sorted(scored, key=lambda h: -h[1])
+            return run
+
+        name = f"dense.{slug(checkpoint)}.bm25-top{depth}.q{len(queries)}.trec"
+        return cached_stage("dense", work / name, rescore, overwrite)
 
     index = prebuilt or work / f"dense-index.{slug(checkpoint)}"
 
@@ -204,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "10 on CPU)")
     parser.add_argument("--max-queries", type=int, help="evaluate the first N queries of the split, 0 = all "
                                                         "(default: all on GPU, 20 on CPU when reranking)")
+    parser.add_argument("--dense-candidates", type=int,
+                        help="re-score only each query's BM25 top N with the dense model instead of searching the "
+                             "whole corpus (default: 0 = full search on GPU, 10 on CPU); 0 forces full search")
     parser.add_argument("--hits", type=int, default=1000, help="first-stage depth (default 1000)")
     parser.add_argument("--rrf-k", type=int, default=60, help="RRF constant (default 60)")
     parser.add_argument("--hybrid-alpha", type=float, default=1.0,
@@ -222,6 +252,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .data.collections import resolve_collection
     from .rerankers.rankllama import auto_device
 
+    if args.dense_candidates is not None and args.dense_candidates < 0:
+        raise UserError(f"--dense-candidates must be >= 0, got {args.dense_candidates}")
     for flag in ("hits", "rerank_depth", "rrf_k"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
@@ -235,8 +267,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rerank_ckpt = pick_checkpoint(args.reranker, DEFAULT_RERANKER, "reranker")
     depth = args.rerank_depth or defaults["rerank_depth"]
     # the query sample only bounds reranking time: without a reranker every query is evaluated
+    candidates_depth = args.dense_candidates if args.dense_candidates is not None else \
+        (0 if args.dense_index else defaults["dense_candidates"])
+    # the query sample only bounds model time: with neither model every query is evaluated
     max_queries = args.max_queries if args.max_queries is not None else \
-        defaults["max_queries"] if rerank_ckpt else 0
+        defaults["max_queries"] if (rerank_ckpt or (dense_ckpt and candidates_depth)) else 0
 
     folder = resolve_collection(args.collection, args.data_dir)
     queries, qrels = folder.queries(args.split), folder.qrels(args.split)
@@ -251,8 +286,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prebuilt = Path(args.dense_index) if args.dense_index else None
         if prebuilt is not None and not prebuilt.is_dir():
             raise UserError(f"--dense-index {prebuilt}: no such index folder")
-        stages.append(dense_stage(work, dense_ckpt, folder.corpus_path, queries, args.hits, device,
-                                  args.overwrite, prebuilt))
+        candidates = None
+        if candidates_depth:
+            candidates = {q: hits[:candidates_depth] for q, hits in stages[0].run.items() if q in selected}
+            print(f"dense stage re-scores the BM25 top {candidates_depth} of {len(selected)} queries"
+                  f"{' (CPU default: a full-corpus search needs a GPU or --dense-index)' if not device.startswith('cuda') else ''}")
+        stages.append(dense_stage(work, dense_ckpt, folder.corpus_path, selected if candidates else queries,
+                                  args.hits, device, args.overwrite, prebuilt, candidates))
         stages += fusion_stages(work, stages[0], stages[1], args.hits, args.rrf_k, args.hybrid_alpha,
                                 args.hybrid_normalization, args.overwrite)
     if rerank_ckpt:

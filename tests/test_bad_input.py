@@ -291,8 +291,6 @@ CASES = [
          r"corpus\.jsonl:2: missing field 'text'", out("idx")),
     Case("encode-missing-id", "pyserini_llama.encode", encode_argv([{"doc": "d1", "text": "x"}]),
          r"corpus\.jsonl:1: missing id field", out("idx")),
-    Case("encode-empty-text", "pyserini_llama.encode", encode_argv([doc(1), doc(2, text="  ", title="")]),
-         r"corpus\.jsonl:2: document 'd2' has no text", out("idx")),
     Case("encode-non-utf8", "pyserini_llama.encode", encode_argv([doc(1)], b'{"_id": "d2", "text": "caf\xe9"}\n'),
          r"corpus\.jsonl:2: not valid UTF-8", out("idx")),
     Case("encode-duplicate-ids", "pyserini_llama.encode", encode_argv([doc(1), doc(2), doc(1)]),
@@ -541,6 +539,20 @@ def test_ten_megabyte_document_is_truncated_not_fatal(w: World, tmp_path, capsys
     RESULTS["encode-ten-megabyte-document"] = "passed"
 
 
+def test_empty_text_is_kept_with_one_warning(w: World, tmp_path, monkeypatch):
+    """As Anserini does, a document without text is indexed (as empty), with one warning naming file:line."""
+    from pyserini_llama.dense import read_docids
+    from pyserini_llama.encode import main
+
+    corpus = lines(tmp_path / "corpus.jsonl", doc(1), doc(2, text="  ", title=""), doc(3, text="", title=None))
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match=r"corpus\.jsonl:2: 2 document\(s\) have no text"):
+        assert main(["corpus", "--corpus", str(corpus), "--index", str(tmp_path / "idx"), "--encoder",
+                     str(w.model), "--device", "cpu"]) == 0
+    assert read_docids(tmp_path / "idx" / "docid") == ["d1", "d2", "d3"]
+    RESULTS["encode-empty-text"] = "passed"
+
+
 def test_catalogue_summary():
     """Runs last in this file: counts the cases and writes the report when asked."""
     subprocess_modules = sorted({c.module for c in CASES if c.subprocess})
@@ -551,7 +563,7 @@ def test_catalogue_summary():
             "pyserini_llama.convert"} <= set(subprocess_modules)
     expected_failures = [c.id for c in CASES if c.marks]
     write_report("bad_input", {
-        "cases": len(CASES) + 1, "clis": len({c.module for c in CASES}),
+        "cases": len(CASES) + 2, "clis": len({c.module for c in CASES}),
         "subprocess_cases": sum(c.subprocess for c in CASES),
         "passed": sum(v == "passed" for v in RESULTS.values()),
         "failed": sorted(k for k, v in RESULTS.items() if v != "passed" and k not in expected_failures),
