@@ -115,6 +115,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.hits <= 0:
         raise UserError(f"--hits must be positive, got {args.hits}")
+    if args.batch_tokens is not None and args.batch_tokens <= 0:
+        raise UserError(f"--batch-tokens must be positive, got {args.batch_tokens}")
     if args.max_length_query is not None and args.max_length_query <= 0:
         raise UserError(f"--max-length-query must be positive, got {args.max_length_query}")
     if args.max_length_passage is not None and args.max_length_passage <= PASSAGE_SPECIAL_RESERVE:

@@ -3,14 +3,11 @@
 #
 #   1. (CPU, needs pyserini + Java) BM25 top-200 for the train queries (and test) -> $RUNS/bm25.train.trec
 #   2. mine BM25 negatives for the train queries                                    -> $RUNS/neg-bm25.jsonl
-#   3. RepLLaMA round 1 (LoRA) on BM25 negatives                                    -> $CKPT/repllama-r1
-#   4. encode the corpus with it, search the train queries, mine dense negatives    -> $RUNS/neg-r1.jsonl
-#   5. RepLLaMA round 2 (LoRA) on BM25 + dense negatives                            -> $CKPT/repllama-smollm2
-#   6. encode + search with round 2; mine RankLLaMA negatives from its top 200      -> $RUNS/neg-r2.jsonl
-#   7. RankLLaMA (LoRA) on them                                                     -> $CKPT/rankllama-smollm2
-#   8. the --full fine-tuning variants of 5 and 7, for the LoRA-vs-full comparison
-#   9. test runs ($RUNS/*.test.trec): dense (rounds 1, 2, full), BM25 + dense RRF hybrid, RankLLaMA reranking
-#      the round-2 top 100; evaluated when ir_measures is installed
+#   3. RepLLaMA (LoRA) on BM25 negatives + title pseudo-queries (2 epochs)          -> $CKPT/repllama-smollm2
+#   4. RankLLaMA (LoRA) on the same data, groups of 8 (1 epoch)                     -> $CKPT/rankllama-smollm2
+#   5. (EXTRAS=1) dense negatives from 3, a second round, and its full fine-tuning variant
+#   6. evaluation on SciFact test and Cranfield (scripts/evaluate_small.py): dense, BM25+dense RRF, RankLLaMA
+#      reranking the fused top 100 -> results/raw/evaluate_small.json (then scripts/collect_results.py)
 #
 # Steps 2-9 need only torch/transformers/peft (a GPU machine without pyserini, Java or faiss): run step 1 on a
 # CPU machine first and bring $RUNS/bm25.{train,test}.trec along. Every step is skipped when its output exists, and the
@@ -18,7 +15,7 @@
 # No step reads test judgments except the final evaluation.
 #
 # Knobs (environment): PYTHON, COLLECTION (name or BEIR folder), DATA_DIR, BASE (base model name), RUNS, CKPT,
-# EPOCHS, RANK_EPOCHS, BATCH (queries per step), LR, PSEUDO (title|none), ENCODE_LENGTH (passage tokens at
+# EPOCHS, BATCH (queries per step), LR, PSEUDO (title|none), ENCODE_LENGTH (passage tokens at
 # inference), NPROC (GPUs: torchrun when > 1), TRAIN_ARGS (appended to every trainer call), ALLOW_CPU=1 (run the GPU
 # steps on a CPU: a smoke test, e.g. with a tiny BASE and TRAIN_ARGS="--max-steps 2 --dtype float32").
 set -euo pipefail
@@ -30,7 +27,6 @@ BASE=${BASE:-smollm2-135m}
 RUNS=${RUNS:-runs/small}
 CKPT=${CKPT:-checkpoints/small}
 EPOCHS=${EPOCHS:-2}
-RANK_EPOCHS=${RANK_EPOCHS:-4}  # RankLLaMA trains on the 809 judged queries only: more passes
 BATCH=${BATCH:-32}
 LR=${LR:-2e-4}
 PSEUDO=${PSEUDO:-title}
@@ -50,8 +46,10 @@ if [ ! -f "$RUNS/bm25.train.trec" ]; then
   if has pyserini; then
     step "BM25: train top-200 (negatives), test top-1000 (baseline)"
     "$PY" -m pyserini_llama.bm25 --collection "$FOLDER" --split train --hits 200 --output "$RUNS/bm25.train.trec"
-    [ -f "$RUNS/bm25.test.trec" ] || "$PY" -m pyserini_llama.bm25 --collection "$FOLDER" --split test \
-      --hits 1000 --output "$RUNS/bm25.test.trec"
+    for c in "$FOLDER" "$(dirname "$FOLDER")/cranfield"; do  # test runs for scripts/evaluate_small.py
+      [ -f "$RUNS/$(basename "$c").bm25.trec" ] || "$PY" -m pyserini_llama.bm25 --collection "$c" --split test \
+        --hits 1000 --output "$RUNS/$(basename "$c").bm25.trec"
+    done
   else
     echo "error: $RUNS/bm25.train.trec is missing and pyserini is not installed here; run this script on a CPU" \
          "machine with pyserini first (it stops after writing the BM25 run when no GPU is present)" >&2
@@ -104,44 +102,28 @@ train() {  # module output extra-args...
 }
 
 step "mine BM25 negatives";                  mine "$RUNS/bm25.train.trec" "$RUNS/neg-bm25.jsonl"
-step "RepLLaMA round 1";                     train pyserini_llama.train.repllama "$CKPT/repllama-r1" \
+# The packaged checkpoints (pyserini_llama/checkpoints/): exactly these two commands.
+step "RepLLaMA (packaged repllama-smollm2)"; train pyserini_llama.train.repllama "$CKPT/repllama-smollm2" \
                                                --negatives "$RUNS/neg-bm25.jsonl" "${pseudo[@]}"
-step "dense negatives from round 1";         dense_run "$CKPT/repllama-r1" repllama-r1 train
-                                             mine "$RUNS/repllama-r1.train.trec" "$RUNS/neg-r1.jsonl"
-step "RepLLaMA round 2 (LoRA)";              train pyserini_llama.train.repllama "$CKPT/repllama-smollm2" \
+step "RankLLaMA (packaged rankllama-smollm2)"
+[ -f "$CKPT/rankllama-smollm2/pyserini_llama.json" ] || launch pyserini_llama.train.rankllama \
+  --collection "$FOLDER" --split train --model "$BASE" --negatives "$RUNS/neg-bm25.jsonl" "${pseudo[@]}" \
+  --group-size 8 --epochs 1 --learning-rate 1e-4 --save-steps 50 --resume --output "$CKPT/rankllama-smollm2" \
+  ${TRAIN_ARGS:-}
+# Further rounds (not yet run at the published scale; EXTRAS=1): dense negatives, full fine-tuning.
+if [ "${EXTRAS:-0}" = 1 ]; then
+  step "dense negatives from round 1";       dense_run "$CKPT/repllama-smollm2" repllama-smollm2 train
+                                             mine "$RUNS/repllama-smollm2.train.trec" "$RUNS/neg-r1.jsonl"
+  step "RepLLaMA round 2 (LoRA)";            train pyserini_llama.train.repllama "$CKPT/repllama-r2" \
                                                --negatives "$RUNS/neg-bm25.jsonl,$RUNS/neg-r1.jsonl" "${pseudo[@]}"
-step "RepLLaMA round 2 (full fine-tuning)";  train pyserini_llama.train.repllama "$CKPT/repllama-smollm2-full" \
+  step "RepLLaMA round 2 (full)";            train pyserini_llama.train.repllama "$CKPT/repllama-r2-full" \
                                                --negatives "$RUNS/neg-bm25.jsonl,$RUNS/neg-r1.jsonl" "${pseudo[@]}" \
                                                --full --learning-rate 2e-5
-step "RankLLaMA negatives from round 2";     dense_run "$CKPT/repllama-smollm2" repllama-smollm2 train
-                                             mine "$RUNS/repllama-smollm2.train.trec" "$RUNS/neg-r2.jsonl"
-step "RankLLaMA (LoRA)";                     train pyserini_llama.train.rankllama "$CKPT/rankllama-smollm2" \
-                                               --negatives "$RUNS/neg-r2.jsonl" --epochs "$RANK_EPOCHS"
-step "RankLLaMA (full fine-tuning)";         train pyserini_llama.train.rankllama "$CKPT/rankllama-smollm2-full" \
-                                               --negatives "$RUNS/neg-r2.jsonl" --epochs "$RANK_EPOCHS" \
-                                               --full --learning-rate 2e-5
-
-step "test runs"
-for name in repllama-r1 repllama-smollm2 repllama-smollm2-full; do dense_run "$CKPT/$name" "$name" test; done
-for variant in rankllama-smollm2 rankllama-smollm2-full; do
-  [ -f "$RUNS/$variant.test.trec" ] || "$PY" -m pyserini_llama.rerank --run "$RUNS/repllama-smollm2.test.trec" \
-    --topics "$RUNS/topics-test.tsv" --index "$FOLDER" --reranker "$CKPT/$variant" --hits 100 \
-    --output "$RUNS/$variant.test.trec" --tag "$variant"
-done
-# Hybrid BM25 + RepLLaMA: reciprocal rank fusion (k 60), which has no weight to tune (on test or otherwise).
-[ -f "$RUNS/hybrid-smollm2.test.trec" ] || [ ! -f "$RUNS/bm25.test.trec" ] || "$PY" -c "
-import sys
-from pyserini_llama.data.trec import load_run, write_run
-from pyserini_llama.fusion import reciprocal_rank_fusion
-runs = [load_run(path) for path in sys.argv[1:3]]
-write_run(reciprocal_rank_fusion(runs, rrf_k=60, depth=1000, k=1000), sys.argv[3], tag='hybrid-rrf')" \
-  "$RUNS/bm25.test.trec" "$RUNS/repllama-smollm2.test.trec" "$RUNS/hybrid-smollm2.test.trec"
-if has ir_measures; then
-  runs=()
-  for run in bm25 repllama-r1 repllama-smollm2 repllama-smollm2-full hybrid-smollm2 rankllama-smollm2 \
-             rankllama-smollm2-full; do
-    [ -f "$RUNS/$run.test.trec" ] && runs+=("$RUNS/$run.test.trec")
-  done
-  "$PY" -m pyserini_llama.eval --qrels "$FOLDER/qrels/test.tsv" --metrics nDCG@10 R@100 --run "${runs[@]}"
 fi
+
+step "evaluation: SciFact test and Cranfield (zero-shot) -> results/raw/evaluate_small.json"
+# BM25 test runs named <collection>.bm25.trec (from python -m pyserini_llama.bm25 on the CPU machine)
+"$PY" scripts/evaluate_small.py --data-dir "$(dirname "$FOLDER")" --bm25-runs "$RUNS" \
+  --dense repllama-smollm2="$CKPT/repllama-smollm2" --rerankers rankllama-smollm2="$CKPT/rankllama-smollm2" \
+  --runs "$RUNS/eval" --output "${RESULTS:-results/raw/evaluate_small.json}"
 echo "checkpoints in $CKPT, runs in $RUNS" >&2

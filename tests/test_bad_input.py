@@ -364,8 +364,7 @@ CASES = [
          r"out\.trec already exists; pass --overwrite", existing=existing_file("out.trec")),
     Case("rerank-zero-batch-tokens", "pyserini_llama.rerank",
          lambda w, tmp: rerank_argv()(w, tmp) + ["--batch-tokens", "0"],
-         r"--batch-tokens must be positive, got 0", out("out.trec"),
-         marks=(pytest.mark.xfail(strict=True, reason="rerank.py does not validate --batch-tokens"),)),
+         r"--batch-tokens must be positive, got 0", out("out.trec")),
 
     # pipeline: python -m pyserini_llama.pipeline
     Case("pipeline-qrels-for-unknown-queries", "pyserini_llama.pipeline",

@@ -123,7 +123,16 @@ def load_checkpoint(name_or_path: str, task: str = "embedding", device: str = "c
 def _load_with_adapter(model_cls, base: Path, adapter: Path, kwargs: dict, task: str):
     from peft import PeftModel
 
-    model = model_cls.from_pretrained(str(base), **kwargs)
+    from transformers.utils import logging as hf_logging
+
+    # the base lacks the task head (e.g. RankLLaMA's score layer): the adapter supplies it, so transformers'
+    # "newly initialized" report would only mislead
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = model_cls.from_pretrained(str(base), **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if task == "sequence-classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = 0
     try:

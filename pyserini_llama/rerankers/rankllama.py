@@ -80,7 +80,9 @@ def encode_truncated(tokenizer, texts: Sequence[str], max_length: int) -> List[L
     """Token ids without special tokens, cut to the first ``max_length`` (whatever the tokenizer's side)."""
     if max_length <= 0:
         raise UserError(f"maximum length must be positive, got {max_length}")
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    from ..encoders.repllama import cut_long_texts
+
+    ids = tokenizer(cut_long_texts(tokenizer, texts, max_length), add_special_tokens=False)["input_ids"]
     return [list(x[:max_length]) for x in ids]
 
 

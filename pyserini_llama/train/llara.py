@@ -129,10 +129,11 @@ def load_causal_lm(name_or_path: str, dtype: str, device: str, full: bool, gradi
     fine-tuning, ``dtype`` for a frozen LoRA base, SDPA attention (it takes the custom 4-D mask)."""
     from transformers import AutoModelForCausalLM
 
-    from ..models.load import check_weights_safe, torch_dtype
+    from ..models.load import check_remote_code, check_weights_safe, torch_dtype
     from ..models.loader import resolve_model_path
 
     folder = resolve_model_path(name_or_path)
+    check_remote_code(folder, False)
     check_weights_safe(folder)
     model = AutoModelForCausalLM.from_pretrained(
         str(folder), dtype=torch.float32 if full else torch_dtype(dtype, device), attn_implementation="sdpa")

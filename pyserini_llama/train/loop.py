@@ -216,7 +216,11 @@ class Trainer:
         with torch.no_grad():
             for name, param in named.items():
                 param.copy_(weights[name].to(param.dtype))
-        saved = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+        try:
+            saved = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a tampered or truncated file: refuse, never unpickle code
+            raise UserError(f"{folder / 'state.pt'}: cannot resume from it ({type(e).__name__}); "
+                            f"delete {folder} to restart from the previous checkpoint") from None
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         _set_rng_state(saved["rng"][self.dist.rank], self.device)

@@ -30,10 +30,11 @@ def load_base_model(name_or_path: str, task: str, dtype: str, device: str, full:
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    from ..models.load import check_weights_safe, torch_dtype
+    from ..models.load import check_remote_code, check_weights_safe, torch_dtype
     from ..models.loader import resolve_model_path
 
     folder = resolve_model_path(name_or_path)
+    check_remote_code(folder, False)
     check_weights_safe(folder)
     # Full fine-tuning keeps float32 master weights (AdamW updates are too small for bf16); autocast runs
     # the matmuls in bf16 either way.
