@@ -98,6 +98,9 @@ class Result:
 # --- requirements ---------------------------------------------------------------------------------------
 
 def find_data_file(relative: str, options: Options) -> Optional[Path]:
+    """An absolute path as it is; a relative one under the first data dir that has it."""
+    if Path(relative).is_absolute():
+        return Path(relative) if Path(relative).exists() else None
     for base in options.data_dirs():
         if (base / relative).exists():
             return base / relative
