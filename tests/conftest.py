@@ -11,6 +11,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_IR = REPO.parent / "shared" / "ir"
 
+# The toy collection every fast test shares: (docid, title, text); d6 has no title.
+TOY_DOCS = [("d1", "Protein folding", "Proteins fold into structures in the cell."),
+            ("d2", "Gene expression", "Gene expression is increased in cancer cells."),
+            ("d3", "Heat transfer", "Heat transfer in the boundary layer of a wing."),
+            ("d4", "Shock waves", "Supersonic flow produces shock waves."),
+            ("d5", "Mice study", "A study of disease risk in mice."),
+            ("d6", "", "Pressure and velocity results of the model.")]
+
 
 def cli_env(**extra: str) -> dict:
     """Environment for CLI subprocesses: this source tree first on sys.path, no network to the hub."""
@@ -62,14 +70,8 @@ def beir_folder(tmp_path) -> Path:
 
     root = tmp_path / "toy"
     (root / "qrels").mkdir(parents=True)
-    docs = [("d1", "Protein folding", "Proteins fold into structures in the cell."),
-            ("d2", "Gene expression", "Gene expression is increased in cancer cells."),
-            ("d3", "Heat transfer", "Heat transfer in the boundary layer of a wing."),
-            ("d4", "Shock waves", "Supersonic flow produces shock waves."),
-            ("d5", "Mice study", "A study of disease risk in mice."),
-            ("d6", "", "Pressure and velocity results of the model.")]
     with open(root / "corpus.jsonl", "w") as f:
-        for docid, title, text in docs:
+        for docid, title, text in TOY_DOCS:
             f.write(json.dumps({"_id": docid, "title": title, "text": text}) + "\n")
     queries = {"q1": "protein structure in cells", "q2": "cancer gene expression",
                "q3": "boundary layer heat", "q4": "supersonic shock"}

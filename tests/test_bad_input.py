@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import pytest
 
-from conftest import REPO, cli_env
+from conftest import REPO, TOY_DOCS, cli_env
 from pyserini_llama import errors
 
 REPORT_ENV = "PYSERINI_LLAMA_RELIABILITY_REPORT"
@@ -47,12 +47,7 @@ def write_report(name: str, data: dict) -> Optional[Path]:
 
 # -- the shared world: tiny models, a toy collection and indexes, built once per module ----------------------
 
-DOCS = [("d1", "Protein folding", "Proteins fold into structures in the cell."),
-        ("d2", "Gene expression", "Gene expression is increased in cancer cells."),
-        ("d3", "Heat transfer", "Heat transfer in the boundary layer of a wing."),
-        ("d4", "Shock waves", "Supersonic flow produces shock waves."),
-        ("d5", "Mice study", "A study of disease risk in mice."),
-        ("d6", "", "Pressure and velocity results of the model.")]
+DOCS = TOY_DOCS
 QUERIES = {"q1": "protein structure in cells", "q2": "cancer gene expression", "q3": "boundary layer heat",
            "q4": "supersonic shock"}
 

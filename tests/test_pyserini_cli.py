@@ -16,14 +16,9 @@ from pyserini_llama.data.trec import load_run  # noqa: E402
 from pyserini_llama.encoders.repllama import RepLlamaEncoder  # noqa: E402
 from pyserini_llama.errors import UserError  # noqa: E402
 
-from conftest import cli_env, run_cli  # noqa: E402
+from conftest import TOY_DOCS, cli_env, run_cli  # noqa: E402
 
-DOCS = [("d1", "Protein folding", "Proteins fold into structures in the cell."),
-        ("d2", "Gene expression", "Gene expression is increased in cancer cells."),
-        ("d3", "Heat transfer", "Heat transfer in the boundary layer of a wing."),
-        ("d4", "Shock waves", "Supersonic flow produces shock waves."),
-        ("d5", "Mice study", "A study of disease risk in mice."),
-        ("d6", "", "Pressure and velocity results of the model.")]
+DOCS = TOY_DOCS
 TOPICS = {"1": "protein structure in cells", "2": "cancer gene expression", "3": "boundary layer heat",
           "4": "supersonic shock"}
 MAX_P = 64
