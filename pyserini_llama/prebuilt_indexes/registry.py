@@ -182,6 +182,15 @@ def _discard(name: str) -> None:
     manifest_path(name).unlink(missing_ok=True)
 
 
+def _clear_for_writing(name: str, overwrite: bool) -> bool:
+    """False when a finished copy is cached (and may be kept); else discard leftovers and make room."""
+    if is_cached(name) and not overwrite:
+        return False
+    _discard(name)
+    index_path(name).parent.mkdir(parents=True, exist_ok=True)
+    return True
+
+
 def fetch_index(descriptor: IndexDescriptor, progress: bool = True, overwrite: bool = False) -> Path:
     """Download, verify (md5) and safely extract a descriptor's archive into the index cache."""
     from ..download import fetch_archive
@@ -190,10 +199,8 @@ def fetch_index(descriptor: IndexDescriptor, progress: bool = True, overwrite: b
         raise UserError(f"index {descriptor.name!r} has no download; build it with "
                         f"python -m pyserini_llama.prebuilt_indexes --build {descriptor.name}")
     target = index_path(descriptor.name)
-    if is_cached(descriptor.name) and not overwrite:
+    if not _clear_for_writing(descriptor.name, overwrite):
         return target
-    _discard(descriptor.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
     fetch_archive(descriptor.urls, target, md5=descriptor.md5, progress=progress)
     _write_manifest(descriptor, "download", url=descriptor.urls[0], archive_md5=descriptor.md5)
     return target
@@ -262,10 +269,8 @@ def build_index_from_recipe(descriptor: IndexDescriptor, data_dir: Optional[str]
         raise UserError(f"index {descriptor.name!r}: unknown recipe kind {kind!r} "
                         f"(known: {', '.join(sorted(RECIPES))})")
     target = index_path(descriptor.name)
-    if is_cached(descriptor.name) and not overwrite:
+    if not _clear_for_writing(descriptor.name, overwrite):
         return target
-    _discard(descriptor.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
     folder = resolve_collection(recipe.pop("collection", descriptor.collection), data_dir)
     RECIPES[kind](descriptor, recipe, folder.corpus_path, target, device or default_device())
     if not target.is_dir():
