@@ -33,10 +33,11 @@ def rerank_table(data: dict) -> list:
 
 
 def train_table(data: dict) -> list:
-    rows = ["| model | queries/step | group | tokens/step | s/step | tokens/s | MFU | peak GiB |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | mode | queries/step | group | tokens/step | s/step | tokens/s | MFU | peak GiB |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in data["results"]:
-        rows.append(f"| {r['model']} | {r['batch_queries']} | {r['group_size']} | {r['tokens_per_step']:,} | "
+        mode = "compiled" if r.get("compile") else "eager"
+        rows.append(f"| {r['model']} | {mode} | {r['batch_queries']} | {r['group_size']} | {r['tokens_per_step']:,} | "
                     f"{r['step_seconds']:.2f} | {r['tokens_per_second']:,.0f} | {r['mfu']:.1%} | "
                     f"{r['peak_memory_gib']} |")
     return rows
@@ -64,10 +65,13 @@ def main() -> None:
              "71-74% MFU); eager misses both (~580 ms, ~53%). With SciFact's lengths nearly every pair fills "
              "q 32 + p 164, so length sorting gains little here; compilation is what pays.", "",
              "## Training (RepLLaMA LoRA, `benchmarks/train.py`)", "",
-             f"Convention: {tr['flop_convention']}.", ""] + train_table(tr) + [
-             "", "Target >= 40% MFU at 7B shape: **missed** (35.7%). Not yet tried: torch.compile of the training "
-             "step, larger micro-batches. SmolLM2-135M training ran at ~60k tokens/s in the real runs "
-             "(`results/`), far below what the GPU allows: small matmuls and per-layer overheads dominate.", ""]
+             f"Command: `{tr['command']}`. Convention: {tr['flop_convention']}.", ""] + train_table(tr) + [
+             "", "Target >= 40% MFU at 7B shape: **met with `--compile`** (57.2%; eager 35.7%). The trainers' "
+             "`--compile` compiles each decoder layer in place (regional compilation, dynamic shapes), inside "
+             "gradient checkpointing and under peft's wrappers; it fuses the norms, rotary embeddings, SiLU and "
+             "LoRA dropout that eager runs as separate memory-bound kernels, and lowers peak memory. At 135M the "
+             "same flag doubles throughput (2.2x) but MFU stays low (15%): with a hidden size of 576 the "
+             "matmuls are too small to keep an H100 busy.", ""]
     (HERE / "README.md").write_text("\n".join(lines))
     print("wrote benchmarks/README.md")
 

@@ -15,6 +15,7 @@ Usage::
 
     python benchmarks/train.py --output benchmarks/train.json                        # 7B shape, one GPU
     python benchmarks/train.py --smollm2 ~/.cache/pyserini-llama/models/smollm2-135m --output ...
+    python benchmarks/train.py --compile eager compiled --output ...                 # both, as the trainers' --compile
     python benchmarks/train.py --tiny --output /tmp/train.json                       # CPU smoke run
 """
 from __future__ import annotations
@@ -35,14 +36,17 @@ if str(REPO) not in sys.path:
 PEAK_FLOPS = 800e12  # bf16 dense matmul, measured on the H100 this targets
 LLAMA2_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                  num_key_value_heads=32, vocab_size=32000)
+SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                    num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True)
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=300)
 
 
-def build_model(shape: Optional[dict], folder: Optional[str], device: str, dtype: torch.dtype):
+def build_model(shape: Optional[dict], folder: Optional[str], device: str, dtype: torch.dtype,
+                compile: bool = False):
     from transformers import AutoModel, LlamaConfig
 
-    from pyserini_llama.train.lora import apply_lora, enable_gradient_checkpointing
+    from pyserini_llama.train.lora import apply_lora, compile_layers, enable_gradient_checkpointing
 
     if folder:
         model = AutoModel.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa").to(device)
@@ -52,7 +56,10 @@ def build_model(shape: Optional[dict], folder: Optional[str], device: str, dtype
             model = AutoModel.from_config(config, dtype=dtype)
     model.config.use_cache = False
     enable_gradient_checkpointing(model)
-    return apply_lora(model, "embedding")
+    model = apply_lora(model, "embedding")
+    if compile:
+        compile_layers(model)  # what the trainers' --compile does
+    return model
 
 
 def synthetic_batch(vocab: int, batch: int, group: int, q_len: int, p_len: int, seed: int) -> dict:
@@ -68,7 +75,7 @@ def synthetic_batch(vocab: int, batch: int, group: int, q_len: int, p_len: int, 
 
 
 def bench(name: str, model, device: str, autocast: bool, batch: int, group: int, q_len: int, p_len: int,
-          warmup: int, steps: int) -> dict:
+          warmup: int, steps: int, compile: bool = False, profile: bool = False) -> dict:
     from pyserini_llama.models.checkpoint import CheckpointConfig
     from pyserini_llama.train.arguments import TrainingArguments
     from pyserini_llama.train.distributed import DistInfo
@@ -93,11 +100,21 @@ def bench(name: str, model, device: str, autocast: bool, batch: int, group: int,
         tokens += n
         losses.append(loss)
     seconds = time.perf_counter() - start
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as torch_profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with torch_profile(activities=activities) as prof:
+            trainer.step([batches[-1]])
+        key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        print(f"== {name} ({'compiled' if compile else 'eager'}): one step, top operators by self time",
+              file=sys.stderr)
+        print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60), file=sys.stderr)
     params = sum(p.numel() for p in model.parameters())
     matmul_params = params - model.get_input_embeddings().weight.numel()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     tps = tokens / seconds
-    return {"model": name, "params": params, "matmul_params": matmul_params, "trainable_params": trainable,
+    return {"model": name, "compile": compile, "params": params, "matmul_params": matmul_params, "trainable_params": trainable,
             "batch_queries": batch, "group_size": group, "query_length": q_len, "passage_length": p_len,
             "tokens_per_step": tokens // steps, "steps": steps, "step_seconds": round(seconds / steps, 4),
             "tokens_per_second": round(tps, 1), "mfu": round(6 * matmul_params * tps / PEAK_FLOPS, 4),
@@ -116,6 +133,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--group-size", type=int, default=16)
     parser.add_argument("--query-length", type=int, default=32)
     parser.add_argument("--passage-length", type=int, default=196)
+    parser.add_argument("--compile", nargs="+", choices=["eager", "compiled"], default=["eager"],
+                        help="run each model eager, compiled (the trainers' --compile), or both")
+    parser.add_argument("--random-smollm2", action="store_true",
+                        help="benchmark the SmolLM2-135M shape with random weights (no checkpoint needed)")
+    parser.add_argument("--profile", action="store_true", help="print a profile of one extra step per run")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args(argv)
@@ -132,15 +154,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         plans = [] if args.skip_7b else [("llama-2-7b-shape", LLAMA2_7B, None, args.batch_size)]
         if args.smollm2:
             plans.append(("smollm2-135m", None, args.smollm2, args.smollm2_batch_size))
+        if args.random_smollm2:
+            plans.append(("smollm2-135m-shape", SMOLLM2_135M, None, args.smollm2_batch_size))
     results = []
     for name, shape, folder, batch in plans:
-        torch.manual_seed(0)
-        model = build_model(shape, folder, device, dtype)
-        results.append(bench(name, model, device, autocast, batch, args.group_size, args.query_length,
-                             args.passage_length, args.warmup, args.steps))
-        del model
-        if device == "cuda":
-            torch.cuda.empty_cache()
+        for mode in args.compile:
+            torch.manual_seed(0)
+            model = build_model(shape, folder, device, dtype, compile=mode == "compiled")
+            results.append(bench(name, model, device, autocast, batch, args.group_size, args.query_length,
+                                 args.passage_length, args.warmup, args.steps, compile=mode == "compiled",
+                                 profile=args.profile))
+            print(json.dumps(results[-1]), flush=True)
+            del model
+            if device == "cuda":
+                torch.cuda.empty_cache()
     report = {"benchmark": "repllama-lora-training", "device": torch.cuda.get_device_name() if device == "cuda"
               else "cpu", "torch": torch.__version__, "peak_flops": PEAK_FLOPS,
               "flop_convention": "6 x matmul parameters (all but the input embedding) x real tokens (LoRA + "
@@ -148,10 +175,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  "backward); attention scores not counted", "results": results}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{'model':<18} {'params':>8} {'batch':>5} {'tok/step':>9} {'s/step':>7} {'tokens/s':>10} "
+    print(f"{'model':<18} {'mode':<8} {'params':>8} {'batch':>5} {'tok/step':>9} {'s/step':>7} {'tokens/s':>10} "
           f"{'MFU':>6} {'mem GiB':>7}")
     for r in results:
-        print(f"{r['model']:<18} {r['params'] / 1e6:>7.0f}M {r['batch_queries']:>5} {r['tokens_per_step']:>9} "
+        print(f"{r['model']:<18} {'compiled' if r['compile'] else 'eager':<8} {r['params'] / 1e6:>7.0f}M {r['batch_queries']:>5} {r['tokens_per_step']:>9} "
               f"{r['step_seconds']:>7.3f} {r['tokens_per_second']:>10,.0f} {r['mfu']:>6.1%} "
               f"{r['peak_memory_gib'] if r['peak_memory_gib'] is not None else '-':>7}")
     return 0

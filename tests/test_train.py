@@ -217,6 +217,22 @@ def test_groups_are_deterministic_and_shard_like_a_single_process(beir):
         assert one(step)[0] == two[0](step)[0] + two[1](step)[0]
 
 
+def test_other_positives_are_negatives_from_other_queries(beir):
+    from pyserini_llama.train.data import load_training_data
+
+    data = load_training_data(str(beir), negatives=str(beir / "negatives.jsonl"), group_size=8, log=None,
+                              other_positives=3)
+    pool = set(data.positive_pool)
+    for index, query in enumerate(data.queries):
+        _, passages = data.group(index, epoch=0)
+        docids = [p.docid for p in passages]
+        assert len(docids) == 8 and len(set(docids)) == 8 and docids[0] in query.positives
+        others = [d for d in docids[1:] if d in pool]
+        assert len(others) >= 3 and not set(others) & set(query.positives)  # mined ones may be too
+    with pytest.raises(UserError, match="--other-positives"):
+        load_training_data(str(beir), group_size=4, log=None, other_positives=4)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

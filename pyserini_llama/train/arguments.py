@@ -31,6 +31,9 @@ class DataArguments:
     group_size: int = _opt(16, "passages per query: 1 positive + group_size-1 negatives")
     query_max_length: int = _opt(32, "query tokens, special tokens included")
     passage_max_length: int = _opt(196, "passage tokens, special tokens included")
+    other_positives: int = _opt(0, "per group, this many of the negatives are documents judged relevant to other "
+                                   "training queries (stops a reranker from learning which documents are "
+                                   "positives regardless of the query)")
     pseudo_queries: Optional[str] = _opt(None, "add weakly supervised pairs from the corpus: 'title' uses each "
                                                "document's title as the query and its text as the positive",
                                          type=str, choices=["title"])
@@ -47,6 +50,8 @@ class ModelArguments:
     dtype: str = _opt("bfloat16", "compute dtype (bf16 autocast; LoRA keeps the frozen base in it)",
                       choices=["bfloat16", "float32"])
     gradient_checkpointing: bool = _opt(True, "recompute activations in backward to save memory")
+    compile: bool = _opt(False, "torch.compile each decoder layer: faster steps on a GPU after about a minute "
+                                "of compilation")
 
 
 @dataclass

@@ -43,7 +43,7 @@ class TrainingData:
     """Training queries over a corpus; :meth:`group` draws one training group deterministically."""
 
     def __init__(self, queries: Sequence[TrainingQuery], corpus: Dict[str, Document], group_size: int,
-                 seed: int = 42):
+                 seed: int = 42, other_positives: int = 0):
         if not queries:
             raise UserError("no training queries (no judged query has a positive in the corpus)")
         if len(corpus) < group_size:
@@ -53,6 +53,13 @@ class TrainingData:
         self.docids = list(corpus)
         self.group_size = group_size
         self.seed = seed
+        if not 0 <= other_positives < group_size:
+            raise UserError(f"--other-positives must be between 0 and group size - 1 ({group_size - 1}), "
+                            f"got {other_positives}")
+        self.other_positives = other_positives
+        # Documents judged relevant to some query, in first-seen order (sampling stays deterministic).
+        self.positive_pool = list(dict.fromkeys(d for q in self.queries if q.positive_passage is None
+                                                for d in q.positives))
 
     def __len__(self) -> int:
         return len(self.queries)
@@ -67,12 +74,28 @@ class TrainingData:
         rng = random.Random(f"{self.seed}:group:{epoch}:{query.qid}")
         positive = query.positive_passage or self.corpus[rng.choice(query.positives)]
         wanted = self.group_size - 1
-        if len(query.negatives) >= wanted:
-            negatives = rng.sample(query.negatives, wanted)
+        others = self._other_positives(rng, query) if self.other_positives else []
+        wanted -= len(others)
+        mined = [d for d in query.negatives if d not in others]
+        if len(mined) >= wanted:
+            negatives = rng.sample(mined, wanted)
         else:
-            negatives = list(query.negatives) + self._random_docs(rng, wanted - len(query.negatives),
-                                                                  set(query.positives) | set(query.negatives))
-        return query.text, [positive] + [self.corpus[d] for d in negatives]
+            negatives = mined + self._random_docs(rng, wanted - len(mined),
+                                                  set(query.positives) | set(query.negatives) | set(others))
+        return query.text, [positive] + [self.corpus[d] for d in negatives + others]
+
+    def _other_positives(self, rng: random.Random, query: TrainingQuery) -> List[str]:
+        """Documents relevant to *other* queries, as negatives: a pointwise scorer that learned "this document
+        is a positive" regardless of the query pays for it (as in-batch negatives do for a bi-encoder)."""
+        own = set(query.positives)
+        picked: List[str] = []
+        for _ in range(20 * self.other_positives):  # bounded: a tiny pool may hold only this query's positives
+            if len(picked) == self.other_positives or not self.positive_pool:
+                break
+            docid = self.positive_pool[rng.randrange(len(self.positive_pool))]
+            if docid not in own and docid not in picked:
+                picked.append(docid)
+        return picked
 
     def _random_docs(self, rng: random.Random, n: int, exclude: set) -> List[str]:
         picked: List[str] = []
@@ -142,7 +165,8 @@ def pseudo_queries_from_titles(corpus: Dict[str, Document]) -> List[TrainingQuer
 
 def load_training_data(collection: str, split: str = "train", negatives: Optional[str] = None,
                        group_size: int = 16, seed: int = 42, data_dir: Optional[str] = None,
-                       pseudo_queries: Optional[str] = None, log=sys.stderr) -> TrainingData:
+                       pseudo_queries: Optional[str] = None, log=sys.stderr,
+                       other_positives: int = 0) -> TrainingData:
     """Read a BEIR folder's ``split`` queries and qrels (positives: rel > 0) plus optional mined negatives
     (``negatives``: one JSONL path, or several separated by commas whose lists are pooled per query)."""
     if "test" in split.lower():
@@ -175,4 +199,4 @@ def load_training_data(collection: str, split: str = "train", negatives: Optiona
               f"{' + title pseudo-queries' if pseudo_queries else ''}; {skipped} skipped (no positive in the "
               f"corpus); {without} with fewer than {group_size - 1} mined negatives (topped up with random "
               f"documents)", file=log)
-    return TrainingData(examples, corpus, group_size, seed)
+    return TrainingData(examples, corpus, group_size, seed, other_positives)

@@ -203,7 +203,7 @@ def adapt(t, m, ns: dict) -> dict:
     from ..models.loader import resolve_model_path
     from .data import StepBatches
     from .distributed import barrier, init_distributed
-    from .lora import apply_lora
+    from .lora import apply_lora, compile_layers
     from .loop import Trainer, prepare_output
     from .runner import export_checkpoint, pick_device
 
@@ -227,6 +227,8 @@ def adapt(t, m, ns: dict) -> dict:
         # the peft task type only names the wrapper; the adapter is merged before export
         model = apply_lora(model, "embedding", m.lora_r, m.lora_alpha, m.lora_dropout,
                            [s.strip() for s in m.lora_target_modules.split(",") if s.strip()])
+    if m.compile:
+        compile_layers(model)
     config = fmt.checkpoint_config(tokenizer, base_model=m.model, query_max_length=ns["query_max_length"],
                                    passage_max_length=ns["passage_max_length"], dtype=m.dtype)
     config.extra.update(trainer="pyserini_llama.train.llara", lora=not m.full, max_length=ns["max_length"],

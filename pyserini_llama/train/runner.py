@@ -16,7 +16,7 @@ from ..models.checkpoint import CheckpointConfig
 from .arguments import TrainArguments
 from .data import StepBatches, load_training_data
 from .distributed import DistInfo, barrier, init_distributed
-from .lora import apply_lora, load_base_model, save_model
+from .lora import apply_lora, compile_layers, load_base_model, save_model
 from .loop import Trainer, prepare_output
 
 
@@ -66,7 +66,8 @@ def _train(args: TrainArguments, spec: TaskSpec, dist_info: DistInfo) -> dict:
 
     d = args.data
     data = load_training_data(d.collection, d.split, d.negatives, d.group_size, t.seed, d.data_dir,
-                              d.pseudo_queries, log=sys.stderr if dist_info.is_main else None)
+                              d.pseudo_queries, log=sys.stderr if dist_info.is_main else None,
+                              other_positives=d.other_positives)
     batches = StepBatches(data, t.batch_size, t.gradient_accumulation_steps, dist_info.world_size, dist_info.rank)
     total_steps = t.max_steps or t.epochs * batches.steps_per_epoch
 
@@ -79,6 +80,8 @@ def _train(args: TrainArguments, spec: TaskSpec, dist_info: DistInfo) -> dict:
     if not m.full:
         model = apply_lora(model, spec.task, m.lora_r, m.lora_alpha, m.lora_dropout,
                            [s.strip() for s in m.lora_target_modules.split(",") if s.strip()])
+    if m.compile:
+        compile_layers(model)
     module = spec.build_module(model, tokenizer, config, args, device)
     collate = spec.build_collator(tokenizer, config, args)
     torch.manual_seed(t.seed + dist_info.rank)  # per-rank dropout streams
