@@ -6,7 +6,8 @@ Example::
         --index indexes/scifact-lucene --reranker rankllama --hits 100 --output runs/bm25.rankllama.trec
 
 Document text comes from a Lucene index built with stored raw documents (``--storeRaw``; JsonCollection
-``contents`` or BEIR ``title``/``text``), or from a BEIR folder / JSONL corpus. The output is a TREC run
+``contents`` or BEIR ``title``/``text``), a prebuilt one by name (``--index beir-v1.0.0-scifact.flat``), or
+from a BEIR folder / JSONL corpus / collection name. The output is a TREC run
 (written atomically) that ``pyserini.eval.trec_eval`` and ir_measures read.
 """
 from __future__ import annotations
@@ -55,17 +56,38 @@ def load_corpus_subset(corpus_path: Path, docids: Iterable[str]) -> Dict[str, Do
     return {doc.docid: doc for doc in iter_corpus(corpus_path) if doc.docid in wanted}
 
 
-def open_documents(source: str, docids: Iterable[str]):
-    """A docid lookup for ``source``: a Lucene index, a BEIR folder, a corpus JSONL, or a collection name."""
+def resolve_documents(source: str) -> Path:
+    """The file or folder behind ``source``: itself when it exists, else a prebuilt Lucene index of that name
+    (from the cache, or downloaded), else a collection of that name."""
+    from .data.collections import beir_source, resolve_collection
+    from .prebuilt_indexes.registry import load_registry, resolve_index, unknown_index_message
+
     path = Path(source).expanduser()
+    if path.exists():
+        return path
+    registry = load_registry()
+    if source in registry:
+        if registry[source].type != "lucene":
+            raise UserError(f"index {source!r} is a {registry[source].type} index: it holds no document text; "
+                            f"pass a Lucene index with stored documents, a corpus or a collection name")
+        return resolve_index(source)
+    try:
+        return resolve_collection(source).root
+    except UserError:
+        if beir_source(source):
+            raise  # a BEIR name: its own message says how to get it
+        raise UserError(f"{unknown_index_message(source, registry)}; nor is it a collection name") from None
+
+
+def open_documents(source: str, docids: Iterable[str]):
+    """A docid lookup for ``source``: a Lucene index, a BEIR folder, a corpus JSONL, a prebuilt Lucene index
+    name, or a collection name."""
+    path = resolve_documents(source)
     if is_lucene_index(path):
         return LuceneDocuments(str(path))
     if path.is_dir():
         return load_corpus_subset(BeirFolder(path).corpus_path, docids)
-    if path.is_file():
-        return load_corpus_subset(path, docids)
-    from .data.collections import resolve_collection
-    return load_corpus_subset(resolve_collection(source).corpus_path, docids)
+    return load_corpus_subset(path, docids)
 
 
 def open_topics(source: str) -> Dict[str, str]:
@@ -85,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--topics", required=True, help="queries: BEIR queries.jsonl, a qid<TAB>text TSV, "
                                                         "or a BEIR folder")
     parser.add_argument("--index", required=True, help="document text: a Lucene index with stored raw docs, "
-                                                       "a BEIR folder, a corpus JSONL, or a collection name")
+                                                       "a BEIR folder, a corpus JSONL, a prebuilt Lucene index "
+                                                       "name (python -m pyserini_llama.prebuilt_indexes --list) "
+                                                       "or a collection name")
     parser.add_argument("--reranker", default="rankllama",
                         help="checkpoint name or folder (default: rankllama = castorini/rankllama-v1-7b-lora-"
                              "passage)")

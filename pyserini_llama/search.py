@@ -4,8 +4,11 @@ Example::
 
     python -m pyserini_llama.search --index indexes/scifact-repllama \\
         --topics ../data/beir-scifact/queries.jsonl --output runs/scifact-repllama.trec --hits 1000
+    python -m pyserini_llama.search --index beir-scifact.repllama-smollm2 ...   # a prebuilt index, by name
 
-The query encoder defaults to the one recorded in the index folder by ``python -m pyserini_llama.encode``.
+``--index`` is a folder or a name from ``python -m pyserini_llama.prebuilt_indexes --list`` (read from the
+cache, downloaded when it has a download). The query encoder defaults to the one recorded in the index folder
+by ``python -m pyserini_llama.encode``.
 The run is a TREC file (written atomically), the same as ``python -m pyserini.search.faiss`` writes.
 """
 from __future__ import annotations
@@ -20,7 +23,9 @@ from .errors import UserError, run_cli
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pyserini_llama.search", description=__doc__.splitlines()[0])
-    parser.add_argument("--index", required=True, help="index folder (index + docid)")
+    parser.add_argument("--index", required=True,
+                        help="index folder (index + docid), or a prebuilt index name (see python -m "
+                             "pyserini_llama.prebuilt_indexes --list)")
     parser.add_argument("--topics", required=True, help="BEIR queries.jsonl, qid<TAB>text TSV, or a BEIR folder")
     parser.add_argument("--output", required=True, help="TREC run to write")
     parser.add_argument("--encoder", help="query encoder checkpoint (default: the one that built the index)")
@@ -46,20 +51,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .dense.search import DenseSearcher
     from .encode import default_device
     from .encoders.repllama import RepLlamaEncoder
+    from .prebuilt_indexes.registry import resolve_index
     from .rerank import open_topics
 
     if args.hits <= 0:
         raise UserError(f"--hits must be positive, got {args.hits}")
     check_output_path(args.output, args.overwrite)
     topics = open_topics(args.topics)
-    name = args.encoder or (read_index_info(args.index) or {}).get("encoder")
+    index = resolve_index(args.index)
+    name = args.encoder or (read_index_info(index) or {}).get("encoder")
     if not name:
         raise UserError(f"{args.index}: the index does not record its encoder; pass --encoder")
     device = default_device() if args.device == "auto" else args.device
     encoder = RepLlamaEncoder.from_checkpoint(name, device=device, dtype=args.dtype)
     if args.max_length:
         encoder = encoder.with_config(query_max_length=args.max_length)
-    searcher = DenseSearcher(args.index, encoder, device=device, fp16=args.fp16, backend=args.backend)
+    searcher = DenseSearcher(index, encoder, device=device, fp16=args.fp16, backend=args.backend)
     start = time.perf_counter()
     run = searcher.search(topics, k=args.hits + (1 if args.remove_query else 0))
     if args.remove_query:

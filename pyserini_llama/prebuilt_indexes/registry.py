@@ -291,19 +291,41 @@ def verify_index(name: str) -> bool:
     return expected is None or directory_md5(index_path(name)) == expected
 
 
+def close_names(name: str, names: Iterable[str], n: int = 5) -> List[str]:
+    """Registered names that look like ``name``: containing it (``scifact``), or nearly as similar as the most
+    similar one (a typo, a missing ``.flat``); BEIR's names share long prefixes, so a fixed cutoff lists many."""
+    import difflib
+
+    scored = sorted(((difflib.SequenceMatcher(None, name, m).ratio(), m) for m in names), key=lambda x: -x[0])
+    best = scored[0][0] if scored else 0.0
+    containing = [m for _, m in scored if name and name in m]
+    similar = [m for r, m in scored if r >= max(0.6, best - 0.08) and m not in containing]
+    return (containing + similar)[:n]
+
+
+def unknown_index_message(name: str, names: Iterable[str]) -> str:
+    """One line: ``name`` is not a folder nor a registered index, with the closest registered names."""
+    close = close_names(name, names)
+    hint = f"close names: {', '.join(close)}; " if close else ""
+    return (f"unknown index {name!r}: no such folder and no prebuilt index of that name ({hint}list them with "
+            f"python -m pyserini_llama.prebuilt_indexes --list)")
+
+
 def get_descriptor(name: str, extra_dirs: Sequence[PathLike] = ()) -> IndexDescriptor:
     registry = load_registry(extra_dirs)
     if name not in registry:
-        raise UserError(f"unknown index {name!r}; list the known ones with "
-                        f"python -m pyserini_llama.prebuilt_indexes --list")
+        raise UserError(unknown_index_message(name, registry))
     return registry[name]
 
 
 def resolve_index(name_or_path: str, download: bool = True, build: bool = False,
                   data_dir: Optional[str] = None, extra_dirs: Sequence[PathLike] = ()) -> Path:
-    """An index folder for a path or a registered name: cached, else downloaded (or built, if ``build``)."""
+    """An index folder for a path or a registered name: cached, else downloaded (or built, if ``build``).
+
+    An existing path is returned as it is (what it holds is for the caller to check).
+    """
     path = Path(name_or_path).expanduser()
-    if path.is_dir():
+    if path.exists():
         return path
     descriptor = get_descriptor(name_or_path, extra_dirs)
     if is_cached(descriptor.name):

@@ -6,6 +6,7 @@ Example::
     python -m pyserini_llama.regressions --regression bm25-flat.beir-scifact            # runs, compares, exit 1 on FAIL
     python -m pyserini_llama.regressions --regression 'repllama.*' --dry-run          # commands + what is missing
     python -m pyserini_llama.regressions --regression repllama-smollm2.beir-scifact --limit 20 --device cpu
+    python -m pyserini_llama.regressions --regression '*smollm2*' --work-dir runs/regressions --record  # one GPU
     python -m pyserini_llama.regressions --write-docs docs/regressions.md
 """
 from __future__ import annotations
@@ -62,7 +63,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-download", action="store_true", help="never download collections or indexes")
     parser.add_argument("--record", action="store_true",
-                        help="write the measured numbers into the definition files (full runs only)")
+                        help="write the measured numbers into the definition files, and make them the expected "
+                             "values of metrics that have none yet (full runs only)")
     parser.add_argument("--save", type=Path, metavar="JSON", help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit <= 0:

@@ -7,7 +7,7 @@ One file holds one definition, ``entries: [...]``, or a ``template`` expanded ov
     description: ...                      # one line: what runs
     reproduces: ...                       # where the expected numbers come from
     scale: small | paper
-    stage: bm25 | dense | rerank
+    stage: bm25 | dense | fusion | rerank
     model: bm25 | repllama | ...
     collection: beir-scifact              # name or folder: gives {corpus} and {corpus_dir}
     topics: topics-and-qrels/topics...    # a file relative to the data dir, or {collection: X, split: test}
@@ -23,6 +23,7 @@ One file holds one definition, ``entries: [...]``, or a ``template`` expanded ov
     pending: why expected values are missing
     hardware: what it needs (e.g. one GPU, ~10 min)
     measured: {metrics: {...}, hardware: ..., seconds: ..., date: ...}   # last measured, by --record
+                                          # (which also fills in expected values that are still null)
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from ..errors import DataError, UserError
 PathLike = Union[str, os.PathLike]
 PACKAGED = Path(__file__).resolve().parent
 DEFAULT_TOLERANCE = 0.0005
-STAGES = ("bm25", "dense", "rerank")
+STAGES = ("bm25", "dense", "fusion", "rerank")
 SCALES = ("small", "paper")
 FIELDS = {"name", "description", "reproduces", "scale", "stage", "model", "collection", "topics", "qrels",
           "requires", "group", "commands", "run", "metrics", "pending", "hardware", "measured"}
@@ -178,7 +179,23 @@ def load_definitions(dirs: Optional[Sequence[PathLike]] = None) -> Dict[str, Reg
             raise DataError(path, f"regression {regression.name!r} is also defined in "
                                   f"{definitions[regression.name].source}")
         definitions[regression.name] = regression
+    _check_shared_outputs(definitions.values())
     return definitions
+
+
+def _check_shared_outputs(definitions) -> None:
+    """A ``creates`` path shared within a group must come from one command: the first definition run makes
+    it and the others reuse it, so two different commands would make the results depend on the order."""
+    made: Dict[tuple, tuple] = {}
+    for d in definitions:
+        for step in d.commands:
+            if not step.creates:
+                continue
+            key = (d.group or d.name, step.creates)
+            cmd, first = made.setdefault(key, (step.cmd, d.name))
+            if cmd != step.cmd:
+                raise DataError(d.source, f"regression {d.name!r}: the step that creates {step.creates} differs "
+                                          f"from regression {first!r}'s (both in work folder {key[0]!r})")
 
 
 def select(definitions: Dict[str, Regression], patterns: Sequence[str]) -> List[Regression]:
@@ -196,7 +213,8 @@ def select(definitions: Dict[str, Regression], patterns: Sequence[str]) -> List[
 
 
 def record_measured(regression: Regression, measured: Dict[str, Any]) -> None:
-    """Write ``measured`` into the definition's YAML file (the item that defines it)."""
+    """Write ``measured`` into the definition's YAML file (the item that defines it), and make its values the
+    expected ones of metrics that have none yet (an existing expected value is never changed)."""
     import yaml
 
     from ..data.atomic import atomic_write
@@ -204,13 +222,25 @@ def record_measured(regression: Regression, measured: Dict[str, Any]) -> None:
 
     path = regression.source
     data = yaml.safe_load(path.read_text())
-    if isinstance(data, dict) and "template" in data:
+    from_template = isinstance(data, dict) and "template" in data
+    if from_template:
         names = [e.get("name") for e in expand_entries(data, path)]
         target = data["each"][names.index(regression.name)]
     elif isinstance(data, dict) and "entries" in data:
         target = next(e for e in data["entries"] if e.get("name") == regression.name)
     else:
         target = data
+    values = measured.get("metrics") or {}
+    missing = [m for m in regression.metrics if m.expected is None and m.name in values]
+    if missing:
+        metrics = target.setdefault("metrics", {})  # in a template's item: merged over the template's
+        for m in missing:
+            metrics[m.name] = {"expected": values[m.name], "tolerance": m.tolerance}
+        if all(m.expected is not None or m.name in values for m in regression.metrics) and regression.pending:
+            if from_template and data["template"].get("pending"):
+                target["pending"] = None  # the template's note no longer applies to this item
+            else:
+                target.pop("pending", None)
     target["measured"] = measured
     with atomic_write(path) as f:
         f.write(dump_yaml(data))

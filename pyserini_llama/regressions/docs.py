@@ -28,7 +28,12 @@ def render(definitions: Dict[str, Regression]) -> str:
              "pyserini_llama/regressions/*.yaml; edit those files, not this one. -->", "",
              "Run one with `python -m pyserini_llama.regressions --regression NAME` (add `--dry-run` to print "
              "its commands and what it needs, `--limit N` for a quick check on the first N topics). "
-             "Topics and qrels paths are relative to the data dir (`--data-dir`, default `../shared/ir`).", ""]
+             "Topics and qrels paths are relative to the data dir (`--data-dir`, default `../shared/ir`).", "",
+             "Definitions of one group share a work folder (`--work-dir`/GROUP), so a corpus is encoded once for "
+             "all of them. A step is skipped when what it creates exists: a BM25 run made where Pyserini and Java "
+             "are, placed as `bm25.trec` in the work folder, lets the small-scale regressions run on a GPU machine "
+             "without them. `--record` writes the measured numbers into the definition files, and makes them the "
+             "expected values of metrics that have none yet.", ""]
     for scale, title in (("small", "Small scale (one GPU in minutes; CPU with --limit)"),
                          ("paper", "Paper scale (published checkpoints and numbers)")):
         chosen = [d for d in definitions.values() if d.scale == scale]

@@ -3,9 +3,15 @@
 Commands are strings with placeholders filled in here: ``{work}`` (the work folder), ``{data_dir}``,
 ``{corpus}`` (the collection's corpus.jsonl), ``{corpus_dir}`` (a folder holding only that file, as Lucene's
 BeirFlatCollection reads whole folders), ``{topics}`` (a ``qid<TAB>text`` file written here), ``{qrels}``,
-``{run}``, ``{out}`` (a step's temporary output, renamed to its ``creates`` path on success), ``{threads}``,
-``{device}`` and ``{index:NAME}`` (a prebuilt index from the registry, fetched when needed).
-A leading ``python`` is the running interpreter.
+``{beir_dir}`` (a BEIR folder of exactly what is evaluated: that corpus, the topics as ``queries.jsonl`` with
+their text unchanged, the qrels as ``qrels/test.tsv``), ``{run}``, ``{out}`` (a step's temporary output,
+renamed to its ``creates`` path on success), ``{threads}``, ``{device}`` and ``{index:NAME}`` (a prebuilt
+index from the registry, fetched when needed). A leading ``python`` is the running interpreter.
+
+A step whose ``creates`` path exists is skipped without running anything, so an output made elsewhere (a BM25
+run made where Pyserini and Java are, for a GPU machine that has neither) can be placed there beforehand.
+Definitions of one ``group`` share the work folder; the inputs written here are rewritten for each
+definition, so a group may span collections (outputs named per collection in the definitions).
 
 With ``limit=N`` only the first N topics are run, against a corpus cut down to their judged documents plus
 the first ``20 * N`` others; the scores are then not comparable with the expected ones and are not compared.
@@ -254,6 +260,31 @@ def _write_qrels(qrels: Dict[str, Dict[str, int]], path: Path) -> None:
             f.writelines(f"{qid} 0 {docid} {rel}\n" for docid, rel in docs.items())
 
 
+def _write_beir_folder(folder: Path, corpus: Path, topics: Dict[str, str],
+                       qrels: Dict[str, Dict[str, int]]) -> None:
+    _link_corpus(corpus, folder)
+    with atomic_write(folder / "queries.jsonl") as f:
+        f.writelines(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n"
+                     for qid, text in topics.items())
+    with atomic_write(folder / "qrels" / "test.tsv") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, docs in qrels.items():
+            f.writelines(f"{qid}\t{docid}\t{rel}\n" for docid, rel in docs.items())
+
+
+def _link_corpus(corpus: Path, folder: Path) -> None:
+    """Make ``folder``'s only corpus file a link to ``corpus`` (re-pointed when a group changes collection)."""
+    name = "corpus.jsonl.gz" if corpus.name.endswith(".gz") else "corpus.jsonl"
+    link = folder / name
+    if link.is_symlink() and Path(os.readlink(link)) == corpus.resolve():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in ("corpus.jsonl", "corpus.jsonl.gz"):
+        if (folder / old).is_symlink() or (folder / old).exists():
+            (folder / old).unlink()
+    link.symlink_to(corpus.resolve())
+
+
 def _subset_corpus(corpus: Path, keep: set, extra: int, output: Path) -> None:
     """The judged documents of the kept topics plus the first ``extra`` others, in corpus order."""
     from ..data.beir import iter_corpus
@@ -283,19 +314,18 @@ def prepare_inputs(regression: Regression, options: Options, work: Path) -> Tupl
               "device": options.device or _default_device(), "data_dir": str(data_dirs[0] if data_dirs else work)}
     _write_topics(topics, work / "topics.tsv")
     if regression.collection:
-        corpus = resolve_collection(regression.collection, options.data_dir, download=options.download).corpus_path
+        folder = resolve_collection(regression.collection, options.data_dir, download=options.download)
+        corpus = folder.corpus_path
         if options.limit:
+            # kept once made: indexes built from it are reused by the other definitions of the group
             judged = {docid for docs in qrels.values() for docid in docs}
-            reduced = work / "corpus-subset" / "corpus.jsonl"
+            reduced = work / "corpus-subset" / folder.root.name / "corpus.jsonl"
             if not reduced.exists():
                 _subset_corpus(corpus, judged, LIMIT_EXTRA_DOCS * options.limit, reduced)
             corpus = reduced
-        corpus_dir = work / "corpus-input"
-        corpus_dir.mkdir(parents=True, exist_ok=True)
-        link = corpus_dir / corpus.name
-        if not link.exists():
-            link.symlink_to(corpus.resolve())  # Lucene reads every file of the folder: show it only this one
-        values.update(corpus=str(corpus), corpus_dir=str(corpus_dir))
+        _link_corpus(corpus, work / "corpus-input")  # Lucene reads every file of the folder: show it only this one
+        _write_beir_folder(work / "beir-input", corpus, topics, qrels)
+        values.update(corpus=str(corpus), corpus_dir=str(work / "corpus-input"), beir_dir=str(work / "beir-input"))
     if options.limit:
         values["qrels"] = str(work / "qrels.limited.txt")
         _write_qrels(qrels, work / "qrels.limited.txt")
@@ -454,10 +484,11 @@ def dry_run_values(regression: Regression, options: Options) -> Dict[str, str]:
     if regression.collection:
         try:
             corpus = resolve_collection(regression.collection, options.data_dir, download=False).corpus_path
-            values["corpus"] = str(work / "corpus-subset" / "corpus.jsonl") if options.limit else str(corpus)
+            values["corpus"] = str(work / "corpus-subset" / corpus.parent.name / "corpus.jsonl") \
+                if options.limit else str(corpus)
         except UserError:
             values["corpus"] = f"<corpus of {regression.collection}>"
-        values["corpus_dir"] = str(work / "corpus-input")
+        values.update(corpus_dir=str(work / "corpus-input"), beir_dir=str(work / "beir-input"))
     return values
 
 
