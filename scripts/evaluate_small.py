@@ -2,8 +2,10 @@
 
 For each collection: BM25 (a run computed beforehand with ``python -m pyserini_llama.bm25``), every dense
 checkpoint (corpus encoded at --passage-length, exact search), BM25 + dense reciprocal rank fusion (k 60, nothing
-to tune), and every reranker over the fused top --rerank-depth. Runs are written under --runs; the JSON has
+to tune), every reranker over the fused top --rerank-depth, and that reranking fused once more with the hybrid
+run (RRF k 60: the reranker as a third voter). Runs are written under --runs; the JSON has
 ``{collection: {system: {metric: value}}}`` plus ``_meta`` (hardware, command, timings). Needs no pyserini.
+``--split train-dev`` on a folder from ``scripts/dev_split.py`` evaluates on held-out training queries.
 
     python scripts/evaluate_small.py --data-dir ../shared/ir --bm25-runs runs/small \\
         --dense repllama-smollm2=checkpoints/small/repllama-smollm2 \\
@@ -61,27 +63,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="folder with beir-scifact/ and cranfield/")
     parser.add_argument("--collections", nargs="+", default=["beir-scifact", "cranfield"])
+    parser.add_argument("--split", default="test", help="queries and judgments evaluated (default: test)")
     parser.add_argument("--bm25-runs", required=True, help="folder with <collection>.bm25.trec files")
     parser.add_argument("--dense", nargs="+", default=[], help="NAME=CHECKPOINT; the first is fused and reranked")
     parser.add_argument("--rerankers", nargs="+", default=[], help="NAME=CHECKPOINT")
     parser.add_argument("--rerank-depth", type=int, default=100)
     parser.add_argument("--passage-length", type=int, default=512)
     parser.add_argument("--runs", default="runs/small-eval")
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
 
     import torch
 
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     results, timings = {}, {}
     dense, rerankers = named(args.dense), named(args.rerankers)
     for collection in args.collections:
         folder = BeirFolder(Path(args.data_dir) / collection)
-        queries, qrels = folder.queries("test"), folder.qrels("test")
+        queries, qrels = folder.queries(args.split), folder.qrels(args.split)
         table = results[collection] = {}
-        systems = {"bm25": load_run(Path(args.bm25_runs) / f"{collection}.bm25.trec")}
+        bm25 = load_run(Path(args.bm25_runs) / f"{collection}.bm25.trec")
+        systems = {"bm25": {qid: hits for qid, hits in bm25.items() if qid in queries}}
         for name, checkpoint in dense:
             systems[name] = dense_run(name, checkpoint, folder, queries, args.device, args.passage_length, runs,
                                       timings)
@@ -99,14 +104,16 @@ def main() -> int:
                     write_run(reranker.rerank(queries, truncate_run(fused, args.rerank_depth), corpus,
                                               hits=args.rerank_depth, progress=False), path, tag=name)
                     timings[f"{collection}/{name}"] = round(time.perf_counter() - start, 1)
-                systems[f"{name} (reranks rrf top-{args.rerank_depth})"] = load_run(path)
+                reranked = systems[f"{name} (reranks rrf top-{args.rerank_depth})"] = load_run(path)
+                systems[f"rrf({name}, bm25+{dense[0][0]})"] = reciprocal_rank_fusion(
+                    [reranked, fused], rrf_k=60, depth=1000, k=1000)
         for system, run in systems.items():
             table[system] = {m: round(v, 4) for m, v in evaluate(run, qrels, METRICS).items()}
             print(f"{collection:<14} {system:<48} " + "  ".join(f"{m} {v:.4f}" for m, v in table[system].items()),
                   flush=True)
     results["_meta"] = dict(command=" ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
                             device=torch.cuda.get_device_name() if torch.cuda.is_available() else platform.machine(),
-                            torch=torch.__version__, seconds=timings, splits="SciFact test; Cranfield test (zero-shot)")
+                            torch=torch.__version__, seconds=timings, split=args.split)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.output}")

@@ -2,22 +2,31 @@
 # Reproduce the small-scale checkpoints: RepLLaMA and RankLLaMA trained from SmolLM2-135M on SciFact *train*.
 #
 #   1. (CPU, needs pyserini + Java) BM25 top-200 for the train queries (and test) -> $RUNS/bm25.train.trec
-#   2. mine BM25 negatives for the train queries                                    -> $RUNS/neg-bm25.jsonl
-#   3. RepLLaMA (LoRA) on BM25 negatives + title pseudo-queries (2 epochs)          -> $CKPT/repllama-smollm2
-#   4. RankLLaMA (LoRA) on the same data, groups of 8 (1 epoch)                     -> $CKPT/rankllama-smollm2
-#   5. (EXTRAS=1) dense negatives from 3, a second round, and its full fine-tuning variant
-#   6. evaluation on SciFact test and Cranfield (scripts/evaluate_small.py): dense, BM25+dense RRF, RankLLaMA
-#      reranking the fused top 100 -> results/raw/evaluate_small.json (then scripts/collect_results.py)
+#   2. mine BM25 negatives for the train queries                                     -> $RUNS/neg-bm25.jsonl
+#   3. round 1: RepLLaMA (LoRA) on BM25 negatives + title pseudo-queries (2 epochs) -> $CKPT/repllama-r1
+#   4. dense negatives: round 1's top 200 for the train queries                       -> $RUNS/neg-r1.jsonl
+#   5. hold out 10% of the train queries as a development split (scripts/dev_split.py) -> $RUNS/beir-scifact-dev
+#   6. round 2 (packaged repllama-smollm2): LoRA on BM25 + dense negatives, train-fit queries + pseudo-queries
+#   7. round 2 with full fine-tuning, identical otherwise (the paper's LoRA vs full comparison; FULL=0 skips it)
+#   8. RankLLaMA, two variants: groups of 16 whose negatives come from the dense retriever's top 200 (round 1)
+#      plus positives of other queries; train-fit queries ($RERANK_EPOCHS epochs), or those + pseudo-queries
+#   9. development evaluation on train-dev (held-out train queries): scripts/choose_on_dev.py picks the packaged
+#      reranker (rankllama-smollm2) and the full pipeline (RankLLaMA alone over the hybrid top 100, or fused
+#      with the hybrid) off these numbers, never off test
+#  10. evaluation on SciFact test and Cranfield (scripts/evaluate_small.py): dense, BM25+dense RRF, RankLLaMA
+#      reranking the fused top 100 and its fusion with the hybrid -> results/raw/evaluate_small.json
 #
-# Steps 2-9 need only torch/transformers/peft (a GPU machine without pyserini, Java or faiss): run step 1 on a
-# CPU machine first and bring $RUNS/bm25.{train,test}.trec along. Every step is skipped when its output exists, and the
-# trainers resume from their last checkpoint, so rerunning the script after an interruption continues it.
-# No step reads test judgments except the final evaluation.
+# Steps 2-10 need only torch/transformers/peft (a GPU machine without pyserini, Java or faiss): run step 1 on a
+# CPU machine first and bring $RUNS/bm25.train.trec and $RUNS/<collection>.bm25.trec along. Every step is
+# skipped when its output exists, and the trainers resume from their last checkpoint, so rerunning the script
+# after an interruption continues it. With PARALLEL=1 the three trainers of steps 6-8 share the GPU as three
+# processes (a 135M model leaves most of an H100 idle). No step reads test judgments except the last.
 #
 # Knobs (environment): PYTHON, COLLECTION (name or BEIR folder), DATA_DIR, BASE (base model name), RUNS, CKPT,
-# EPOCHS, BATCH (queries per step), LR, PSEUDO (title|none), ENCODE_LENGTH (passage tokens at
-# inference), NPROC (GPUs: torchrun when > 1), TRAIN_ARGS (appended to every trainer call), ALLOW_CPU=1 (run the GPU
-# steps on a CPU: a smoke test, e.g. with a tiny BASE and TRAIN_ARGS="--max-steps 2 --dtype float32").
+# EPOCHS, BATCH (queries per step), LR, FULL_LR, RERANK_EPOCHS, PSEUDO (title|none), ENCODE_LENGTH (passage
+# tokens at inference), NPROC (GPUs: torchrun when > 1), COMPILE (1: torch.compile the layers), PARALLEL,
+# TRAIN_ARGS (appended to every trainer call), ALLOW_CPU=1 (run the GPU steps on a CPU: a smoke test, e.g. with
+# a tiny BASE, COMPILE=0 and TRAIN_ARGS="--max-steps 2 --dtype float32"), STOP_AFTER=train (skip evaluation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +38,10 @@ CKPT=${CKPT:-checkpoints/small}
 EPOCHS=${EPOCHS:-2}
 BATCH=${BATCH:-32}
 LR=${LR:-2e-4}
+FULL_LR=${FULL_LR:-2e-5}
+RERANK_EPOCHS=${RERANK_EPOCHS:-8}
+COMPILE=${COMPILE:-1}
+PARALLEL=${PARALLEL:-0}
 PSEUDO=${PSEUDO:-title}
 ENCODE_LENGTH=${ENCODE_LENGTH:-512}
 NPROC=${NPROC:-1}
@@ -69,8 +82,8 @@ launch() {  # a trainer module, data-parallel when NPROC > 1 (same global batch:
     "$PY" -m "$module" --batch-size "$BATCH" "$@"
   fi
 }
-common=(--collection "$FOLDER" --split train --model "$BASE" --epochs "$EPOCHS" --learning-rate "$LR"
-        --save-steps 50 --resume)
+common=(--split train --model "$BASE" --save-steps 25 --resume)
+[ "$COMPILE" = 1 ] && common+=(--compile)
 pseudo=()
 [ "$PSEUDO" != none ] && pseudo=(--pseudo-queries "$PSEUDO")
 
@@ -78,52 +91,84 @@ mine() {  # run -> negatives JSONL (train judgments only)
   [ -f "$2" ] || "$PY" -m pyserini_llama.mine_negatives --run "$1" --qrels "$TRAIN_QRELS" --output "$2" \
     --depth 200 --num 30 --sample random --seed 42
 }
-# Query sets as TSV topics: train queries for mining negatives, test queries (texts only) for the final runs.
-for split in train test; do
-  [ -f "$RUNS/topics-$split.tsv" ] || "$PY" -c "
+# Query sets as TSV topics: train queries for mining negatives.
+[ -f "$RUNS/topics-train.tsv" ] || "$PY" -c "
 import sys
 from pyserini_llama.data.beir import BeirFolder
-for qid, text in BeirFolder(sys.argv[1]).queries(sys.argv[2]).items():
-    print(f'{qid}\t{text}')" "$FOLDER" "$split" > "$RUNS/topics-$split.tsv"
-done
-dense_run() {  # checkpoint name split -> $RUNS/<name>.<split>.trec (the corpus index is built once per model)
-  local ckpt=$1 name=$2 split=$3
-  [ -f "$RUNS/$name.$split.trec" ] && return
+for qid, text in BeirFolder(sys.argv[1]).queries('train').items():
+    print(f'{qid}\t{text}')" "$FOLDER" > "$RUNS/topics-train.tsv"
+dense_run() {  # checkpoint name -> $RUNS/<name>.train.trec, the top 200 of every train query
+  local ckpt=$1 name=$2
+  [ -f "$RUNS/$name.train.trec" ] && return
   [ -f "indexes/small/$name/docid" ] || "$PY" -m pyserini_llama.encode corpus --corpus "$FOLDER" \
     --encoder "$ckpt" --index "indexes/small/$name" --max-length "$ENCODE_LENGTH"
-  "$PY" -m pyserini_llama.search --index "indexes/small/$name" --topics "$RUNS/topics-$split.tsv" \
-    --encoder "$ckpt" --hits "$([ "$split" = train ] && echo 200 || echo 1000)" \
-    --output "$RUNS/$name.$split.trec" --tag "$name"
+  "$PY" -m pyserini_llama.search --index "indexes/small/$name" --topics "$RUNS/topics-train.tsv" \
+    --encoder "$ckpt" --hits 200 --output "$RUNS/$name.train.trec" --tag "$name" --backend torch
 }
-train() {  # module output extra-args...
+train() {  # module output extra-args... (one trainer; in the background with PARALLEL=1)
   local module=$1 out=$2; shift 2
+  [ -f "$out/pyserini_llama.json" ] && return
   # shellcheck disable=SC2086  # TRAIN_ARGS is a list of words
-  [ -f "$out/pyserini_llama.json" ] || launch "$module" "${common[@]}" --output "$out" "$@" ${TRAIN_ARGS:-}
+  if [ "$PARALLEL" = 1 ]; then
+    launch "$module" "${common[@]}" --output "$out" "$@" ${TRAIN_ARGS:-} --no-progress > "$out.log" 2>&1 &
+  else
+    launch "$module" "${common[@]}" --output "$out" "$@" ${TRAIN_ARGS:-}
+  fi
 }
 
-step "mine BM25 negatives";                  mine "$RUNS/bm25.train.trec" "$RUNS/neg-bm25.jsonl"
-# The packaged checkpoints (pyserini_llama/checkpoints/): exactly these two commands.
-step "RepLLaMA (packaged repllama-smollm2)"; train pyserini_llama.train.repllama "$CKPT/repllama-smollm2" \
-                                               --negatives "$RUNS/neg-bm25.jsonl" "${pseudo[@]}"
-step "RankLLaMA (packaged rankllama-smollm2)"
-[ -f "$CKPT/rankllama-smollm2/pyserini_llama.json" ] || launch pyserini_llama.train.rankllama \
-  --collection "$FOLDER" --split train --model "$BASE" --negatives "$RUNS/neg-bm25.jsonl" "${pseudo[@]}" \
-  --group-size 8 --epochs 1 --learning-rate 1e-4 --save-steps 50 --resume --output "$CKPT/rankllama-smollm2" \
-  ${TRAIN_ARGS:-}
-# Further rounds (not yet run at the published scale; EXTRAS=1): dense negatives, full fine-tuning.
-if [ "${EXTRAS:-0}" = 1 ]; then
-  step "dense negatives from round 1";       dense_run "$CKPT/repllama-smollm2" repllama-smollm2 train
-                                             mine "$RUNS/repllama-smollm2.train.trec" "$RUNS/neg-r1.jsonl"
-  step "RepLLaMA round 2 (LoRA)";            train pyserini_llama.train.repllama "$CKPT/repllama-r2" \
-                                               --negatives "$RUNS/neg-bm25.jsonl,$RUNS/neg-r1.jsonl" "${pseudo[@]}"
-  step "RepLLaMA round 2 (full)";            train pyserini_llama.train.repllama "$CKPT/repllama-r2-full" \
-                                               --negatives "$RUNS/neg-bm25.jsonl,$RUNS/neg-r1.jsonl" "${pseudo[@]}" \
-                                               --full --learning-rate 2e-5
+# An interrupted script takes its background trainers with it (they resume on the next run).
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+step "mine BM25 negatives";              mine "$RUNS/bm25.train.trec" "$RUNS/neg-bm25.jsonl"
+step "round 1: RepLLaMA on BM25 negatives (all train queries)"
+PARALLEL=0 train pyserini_llama.train.repllama "$CKPT/repllama-r1" --collection "$FOLDER" --epochs "$EPOCHS" \
+  --learning-rate "$LR" --negatives "$RUNS/neg-bm25.jsonl" "${pseudo[@]}"
+step "dense negatives from round 1";     dense_run "$CKPT/repllama-r1" repllama-r1
+                                         mine "$RUNS/repllama-r1.train.trec" "$RUNS/neg-r1.jsonl"
+DEV=$RUNS/$(basename "$FOLDER")-dev
+step "development split";                [ -f "$DEV/qrels/train-dev.tsv" ] || "$PY" scripts/dev_split.py \
+                                           --collection "$FOLDER" --output "$DEV"
+round2=(--collection "$DEV" --split train-fit --epochs "$EPOCHS" --negatives "$RUNS/neg-bm25.jsonl,$RUNS/neg-r1.jsonl"
+        "${pseudo[@]}")
+step "round 2 (packaged repllama-smollm2): LoRA"
+train pyserini_llama.train.repllama "$CKPT/repllama-smollm2" "${round2[@]}" --learning-rate "$LR"
+[ "${FULL:-1}" = 1 ] && step "round 2: full fine-tuning" && train pyserini_llama.train.repllama "$CKPT/repllama-smollm2-full" \
+                                           "${round2[@]}" --full --learning-rate "$FULL_LR"
+# RankLLaMA: the paper's groups of 16 with negatives from the dense retriever's top 200, plus 4 positives of
+# other queries per group (a pointwise scorer trained on few queries otherwise learns which documents are
+# positives, whatever the query). Two variants; the development split picks the packaged one (step 9).
+rerank=(--collection "$DEV" --split train-fit --negatives "$RUNS/neg-r1.jsonl" --group-size 16 --other-positives 4
+        --learning-rate 1e-4)
+step "RankLLaMA on train queries ($RERANK_EPOCHS epochs)"
+train pyserini_llama.train.rankllama "$CKPT/rankllama-queries" "${rerank[@]}" --epochs "$RERANK_EPOCHS"
+step "RankLLaMA on train queries + pseudo-queries (1 epoch)"
+train pyserini_llama.train.rankllama "$CKPT/rankllama-pseudo" "${rerank[@]}" --epochs 1 "${pseudo[@]}"
+if [ "$PARALLEL" = 1 ]; then
+  failed=0
+  for job in $(jobs -p); do wait "$job" || failed=1; done
+  tail -n 3 "$CKPT"/*.log >&2 || true
+  [ "$failed" = 0 ] || { echo "error: a trainer failed (logs: $CKPT/*.log)" >&2; exit 1; }
 fi
+[ "${STOP_AFTER:-}" = train ] && exit 0
 
-step "evaluation: SciFact test and Cranfield (zero-shot) -> results/raw/evaluate_small.json"
+evaluate() {  # split output data-dir rerankers collections...
+  local split=$1 output=$2 data=$3 rerankers=$4; shift 4
+  # shellcheck disable=SC2086  # rerankers is a list of NAME=CHECKPOINT words
+  "$PY" scripts/evaluate_small.py --data-dir "$data" --collections "$@" --split "$split" --bm25-runs "$RUNS" \
+    --dense repllama-smollm2="$CKPT/repllama-smollm2" $DENSE_EXTRA --rerankers $rerankers \
+    --runs "$RUNS/eval-$split" --output "$output"
+}
+DENSE_EXTRA="repllama-r1=$CKPT/repllama-r1"
+[ -f "$CKPT/repllama-smollm2-full/pyserini_llama.json" ] && DENSE_EXTRA+=" repllama-smollm2-full=$CKPT/repllama-smollm2-full"
+variants="rankllama-queries=$CKPT/rankllama-queries rankllama-pseudo=$CKPT/rankllama-pseudo"
+step "development evaluation: held-out train queries -> ${DEV_RESULTS:=results/raw/dev_small.json}"
+ln -sf bm25.train.trec "$RUNS/$(basename "$DEV").bm25.trec"  # the train BM25 run covers the dev queries
+evaluate train-dev "$DEV_RESULTS" "$(dirname "$DEV")" "$variants" "$(basename "$DEV")"
+step "choose the packaged reranker and the full pipeline on the development split"
+"$PY" scripts/choose_on_dev.py --dev "$DEV_RESULTS" --collection "$(basename "$DEV")" \
+  --rerankers rankllama-queries rankllama-pseudo --checkpoints "$CKPT" --link rankllama-smollm2 \
+  --output "${CHOICE:-results/raw/dev_choice.json}"
+step "evaluation: SciFact test and Cranfield (zero-shot) -> ${RESULTS:=results/raw/evaluate_small.json}"
 # BM25 test runs named <collection>.bm25.trec (from python -m pyserini_llama.bm25 on the CPU machine)
-"$PY" scripts/evaluate_small.py --data-dir "$(dirname "$FOLDER")" --bm25-runs "$RUNS" \
-  --dense repllama-smollm2="$CKPT/repllama-smollm2" --rerankers rankllama-smollm2="$CKPT/rankllama-smollm2" \
-  --runs "$RUNS/eval" --output "${RESULTS:-results/raw/evaluate_small.json}"
+evaluate test "$RESULTS" "$(dirname "$FOLDER")" "rankllama-smollm2=$CKPT/rankllama-smollm2 $variants" \
+  "$(basename "$FOLDER")" cranfield
 echo "checkpoints in $CKPT, runs in $RUNS" >&2
