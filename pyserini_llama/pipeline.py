@@ -302,8 +302,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise UserError(f"--rerank-input {wanted}: no such stage (without a dense checkpoint only bm25 runs)")
         print(f"reranking the top {depth} of {wanted} for {len(selected)} queries with {rerank_ckpt}"
               f"{' (CPU defaults; see --rerank-depth, --max-queries)' if not device.startswith('cuda') else ''}")
-        stages.append(rerank_stage(work, rerank_ckpt, by_name[wanted], selected, folder.corpus_path, depth,
-                                   device, args.batch_tokens, args.overwrite))
+        reranked = rerank_stage(work, rerank_ckpt, by_name[wanted], selected, folder.corpus_path, depth,
+                                device, args.batch_tokens, args.overwrite)
+        from .fusion import reciprocal_rank_fusion
+
+        source = by_name[wanted]
+        # The reranker as one more RRF voter with its input: the full pipeline the small-scale recipe picked on
+        # held-out train queries (results/NOTES.md); both rows are printed, so nothing is chosen here.
+        stages += [reranked, cached_stage(f"rrf[{reranked.name},{wanted}]",
+                                          reranked.path.with_name(f"rrf{args.rrf_k}.{reranked.path.name}"),
+                                          lambda: reciprocal_rank_fusion([reranked.run, source.run],
+                                                                         rrf_k=args.rrf_k, depth=args.hits,
+                                                                         k=args.hits), args.overwrite)]
 
     table = evaluate_stages(stages, qrels, list(selected))
     print()

@@ -9,7 +9,7 @@ import pytest
 from pyserini_llama import pipeline
 from pyserini_llama.data.trec import load_run
 
-STAGES = ["bm25", "dense", "rrf", "hybrid", "rrf+rankllama"]
+STAGES = ["bm25", "dense", "rrf", "hybrid", "rrf+rankllama", "rrf[rrf+rankllama,rrf]"]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_pipeline_all_stages_then_cached(beir_folder, packaged, tmp_path, monkey
     assert "reranking the top 10 of rrf for 2 queries" in out and "CPU defaults" in out
     table = out[out.index("system"):].splitlines()
     assert table[0].split() == ["system", "nDCG@10", "R@100", "MRR@10", "time"]
-    assert [line.split()[0] for line in table[1:6]] == STAGES
+    assert [line.split()[0] for line in table[1:7]] == STAGES
 
     result = json.loads((work / "pipeline.json").read_text())
     assert list(result["stages"]) == STAGES and result["queries"] == 2 and result["rerank_depth"] == 10
@@ -112,7 +112,7 @@ def test_pipeline_end_to_end_with_lucene(beir_folder, packaged, tmp_path, monkey
                    "--dense", str(packaged / pipeline.DEFAULT_DENSE), "--reranker",
                    str(packaged / pipeline.DEFAULT_RERANKER), "--max-queries", "0", check=True)
     table = proc.stdout[proc.stdout.index("system"):].splitlines()
-    assert [line.split()[0] for line in table[1:6]] == STAGES
+    assert [line.split()[0] for line in table[1:7]] == STAGES
     bm25 = dict(zip(table[0].split(), table[1].split()))
     assert float(bm25["nDCG@10"]) == pytest.approx(1.0)  # toy queries name their document's words
     assert (tmp_path / "w" / "pipeline.png").exists()
