@@ -14,14 +14,18 @@ run (RRF k 60: the reranker as a third voter). Runs are written under --runs; th
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pyserini_llama.data.atomic import atomic_write  # noqa: E402
 from pyserini_llama.data.beir import BeirFolder  # noqa: E402
 from pyserini_llama.data.trec import load_run, truncate_run, write_run  # noqa: E402
 from pyserini_llama.eval import evaluate  # noqa: E402
@@ -34,7 +38,8 @@ def named(items):
     return [tuple(item.split("=", 1)) if "=" in item else (Path(item).name, item) for item in items]
 
 
-def dense_run(name, checkpoint, folder: BeirFolder, queries, device, passage_length, runs: Path, timings):
+def dense_run(name, checkpoint, folder: BeirFolder, queries, device, passage_length, runs: Path, timings,
+              embeddings: Path):
     import torch
 
     from pyserini_llama.encoders.repllama import RepLlamaEncoder
@@ -46,7 +51,17 @@ def dense_run(name, checkpoint, folder: BeirFolder, queries, device, passage_len
     encoder = RepLlamaEncoder.from_checkpoint(checkpoint, device=device)
     corpus = folder.corpus()
     ids = list(corpus)
-    docs = encoder.encode_passages([corpus[i] for i in ids], max_length=passage_length, show_progress=False)
+    # One encoding per (checkpoint, corpus file, length): a development split shares its corpus with the test
+    # folder (scripts/dev_split.py links it), so the second evaluation reuses the vectors.
+    key = hashlib.sha1(f"{folder.corpus_path.resolve()}:{passage_length}".encode()).hexdigest()[:12]
+    cache = embeddings / f"{name}.{key}.docs.npy"
+    if cache.exists():
+        docs = np.load(cache)
+    else:
+        docs = encoder.encode_passages([corpus[i] for i in ids], max_length=passage_length, show_progress=False)
+        embeddings.mkdir(parents=True, exist_ok=True)
+        with atomic_write(cache, "wb") as f:
+            np.save(f, docs)
     qids = list(queries)
     q = encoder.encode_queries([queries[i] for i in qids], show_progress=False)
     scores = torch.from_numpy(q) @ torch.from_numpy(docs).T
@@ -70,6 +85,7 @@ def main() -> int:
     parser.add_argument("--rerank-depth", type=int, default=100)
     parser.add_argument("--passage-length", type=int, default=512)
     parser.add_argument("--runs", default="runs/small-eval")
+    parser.add_argument("--embeddings", help="where corpus vectors are kept for reuse (default: --runs)")
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
@@ -89,7 +105,7 @@ def main() -> int:
         systems = {"bm25": {qid: hits for qid, hits in bm25.items() if qid in queries}}
         for name, checkpoint in dense:
             systems[name] = dense_run(name, checkpoint, folder, queries, args.device, args.passage_length, runs,
-                                      timings)
+                                      timings, Path(args.embeddings) if args.embeddings else runs)
         if dense:
             fused = reciprocal_rank_fusion([systems["bm25"], systems[dense[0][0]]], rrf_k=60, depth=1000, k=1000)
             systems[f"bm25+{dense[0][0]} (rrf)"] = fused

@@ -155,7 +155,7 @@ evaluate() {  # split output data-dir rerankers collections...
   # shellcheck disable=SC2086  # rerankers is a list of NAME=CHECKPOINT words
   "$PY" scripts/evaluate_small.py --data-dir "$data" --collections "$@" --split "$split" --bm25-runs "$RUNS" \
     --dense repllama-smollm2="$CKPT/repllama-smollm2" $DENSE_EXTRA --rerankers $rerankers \
-    --runs "$RUNS/eval-$split" --output "$output"
+    --runs "$RUNS/eval-$split" --embeddings "$RUNS/embeddings" --output "$output"
 }
 DENSE_EXTRA="repllama-r1=$CKPT/repllama-r1"
 [ -f "$CKPT/repllama-smollm2-full/pyserini_llama.json" ] && DENSE_EXTRA+=" repllama-smollm2-full=$CKPT/repllama-smollm2-full"
