@@ -97,7 +97,8 @@ def test_small_scale_definitions_run_without_pyserini():
     for r in small:
         for step in r.commands:
             assert step.cmd.startswith("python -m pyserini_llama."), step.cmd
-            assert "pyserini_llama.bm25" not in step.cmd or step.creates == "{work}/bm25.trec"
+            assert "pyserini_llama.bm25" not in step.cmd or step.creates in ("{work}/bm25.trec",
+                                                                            "{work}/bm25.train.trec")
             assert "--backend torch" in step.cmd or "pyserini_llama.search" not in step.cmd
     for coll in ("beir-scifact", "cranfield"):
         dense, hybrid, rerank = (d[f"{n}.{coll}"] for n in ("repllama-smollm2", "bm25+repllama-smollm2",
@@ -110,8 +111,10 @@ def test_small_scale_definitions_run_without_pyserini():
         assert "--method rrf --rrf.k 60 --depth 1000 --k 1000" in fuse  # as scripts/evaluate_small.py fuses
         assert "--run {work}/bm25+repllama-smollm2.trec" in rerank_step and "--hits 100" in rerank_step
     llara = [d["llara-smollm2.beir-scifact"], d["llara-smollm2.cranfield"]]
-    assert llara[0].group == llara[1].group and llara[0].commands[:2] == llara[1].commands[:2]  # trained once
-    assert "--max-steps 600" in llara[0].commands[0].cmd and "--max-steps 120" in llara[0].commands[1].cmd
+    assert llara[0].group == llara[1].group and llara[0].commands[:4] == llara[1].commands[:4]  # trained once
+    bm25, mine, adapt, tune = (step.cmd for step in llara[0].commands[:4])
+    assert "--split train" in bm25 and "qrels/train.tsv" in mine  # negatives from train judgments only
+    assert "--max-steps 600" in adapt and "--max-steps 120" in tune and "--negatives {work}/negatives.jsonl" in tune
     assert all(m.tolerance == 0.02 for r in llara for m in r.metrics)
 
 
@@ -358,19 +361,27 @@ def test_llara_regressions_train_once_for_both_collections(shared_ir, tmp_path, 
     collection is encoded and searched in the shared work folder (--limit 3; two training steps each)."""
     import json
 
-    from pyserini_llama.data.trec import load_run
+    from pyserini_llama.data.beir import BeirFolder
+    from pyserini_llama.data.trec import load_run, write_run
 
     defs = packaged_with(tmp_path, ["llara-smollm2.yaml"], {
         "--model smollm2-135m": f"--model {tiny_smollm}", "checkpoint: smollm2-135m": f"checkpoint: {tiny_smollm}",
         "--max-steps 600 --batch-size 32": "--max-steps 2 --batch-size 4",
         "--max-steps 120": "--max-steps 2 --batch-size 2", "--no-progress": "--no-progress --dtype float32"})
+    work = tmp_path / "w" / "llara-smollm2.limit-3"
+    # a train-split run placed beforehand, as on a machine without Java: each train query's positives, then
+    # ten documents that are not, for the negatives step to mine
+    folder = BeirFolder(shared_ir / "beir-scifact")
+    first_docs = [json.loads(line)["_id"] for line, _ in zip(folder.corpus_path.open(), range(40))]
+    write_run({q: [(d, 40.0 - i) for i, d in enumerate(sorted(pos) + [d for d in first_docs if d not in pos][:10])]
+               for q, pos in folder.qrels("train").items()}, work / "bm25.train.trec")
     assert main(["--definitions", str(defs), "--regression", "llara-smollm2.*", "--data-dir", str(shared_ir),
                  "--work-dir", str(tmp_path / "w"), "--limit", "3", "--device", "cpu", "--no-download"]) == 0
     out = capsys.readouterr().out
+    assert commands_run(out, "pyserini_llama.bm25") == 0 and commands_run(out, "pyserini_llama.mine_negatives") == 1
     assert commands_run(out, "pyserini_llama.train.llara") == 1
     assert commands_run(out, "pyserini_llama.train.repllama") == 1
     assert commands_run(out, "pyserini_llama.encode") == 2 and commands_run(out, "pyserini_llama.search") == 2
-    work = tmp_path / "w" / "llara-smollm2.limit-3"
     assert json.loads((work / "llara-adapted" / "trainer_state.json").read_text())["step"] == 2
     assert json.loads((work / "llara-repllama" / "pyserini_llama.json").read_text())["base_model"] == \
         str(work / "llara-adapted")
