@@ -2,6 +2,7 @@
 and the small-scale definitions run end to end on a CPU with tiny models, as on a machine without Pyserini."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from pyserini_llama.errors import UserError
+from pyserini_llama.errors import DataError, UserError
 from pyserini_llama.regressions.__main__ import main
 from pyserini_llama.regressions.definitions import load_definitions
 from pyserini_llama.regressions.docs import render
@@ -158,6 +159,56 @@ def test_a_matching_value_passes_and_is_recorded(tmp_path, beir_folder, capsys):
     assert recorded["metrics"]["nDCG@10"] == {"expected": 1.0, "tolerance": 0.001} and "pending" not in recorded
     (tmp_path / "w" / "toy.rank" / "toy.trec").write_text("q3 Q0 d1 1 1.0 x\n")  # the step is skipped now
     assert main(args) == 1
+
+
+def test_quick_check_is_recorded_then_compared(tmp_path, beir_folder, capsys):
+    """--record --limit N writes a definition's quick-check values (none before); later runs with that limit on
+    that device kind are compared with them, other limits are not compared, and a value off by more than the
+    tolerance fails."""
+    defs = toy_definitions(tmp_path, beir_folder, expected=0.5)
+    args = ["--definitions", str(defs), "--regression", "toy.rank", "--work-dir", str(tmp_path / "w"),
+            "--device", "cpu"]
+    assert main(args + ["--limit", "1", "--record"]) == 0
+    assert "not compared (--limit)" in capsys.readouterr().out
+    recorded = yaml.safe_load((defs / "toy.yaml").read_text())
+    limited = recorded["limited"]
+    assert (limited["limit"], limited["device"]) == (1, "cpu") and limited["measured"]["hardware"]
+    assert limited["metrics"] == {"nDCG@10": {"expected": 1.0, "tolerance": 0.001},
+                                  "R@100": {"expected": 1.0, "tolerance": 0.0005}}
+    assert recorded["metrics"]["nDCG@10"]["expected"] == 0.5 and "measured" not in recorded  # full run untouched
+
+    assert main(args + ["--limit", "1", "--save", str(tmp_path / "r.json")]) == 0
+    assert "first 1 topics on cpu" in capsys.readouterr().out
+    assert set(json.loads((tmp_path / "r.json").read_text())["toy.rank"]["status"].values()) == {"OK"}
+    assert main(args + ["--limit", "1", "--record"]) == 0  # an existing block is kept
+    assert "quick-check values kept (--limit 1 on cpu)" in capsys.readouterr().out
+    assert main(args + ["--limit", "2"]) == 0
+    assert "not compared (expected values are for --limit 1 on cpu)" in capsys.readouterr().out
+
+    recorded["limited"]["metrics"]["nDCG@10"]["expected"] = 0.9
+    (defs / "toy.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+    assert main(args + ["--limit", "1"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"nDCG@10\s+0\.9000\s+0\.0010\s+1\.0000\s+\+0\.1000\s+FAIL", out), out
+    assert "# quick check, --limit 1 on cpu: nDCG@10 0.9000" in _dry_run(defs, capsys)
+
+
+def _dry_run(defs: Path, capsys) -> str:
+    assert main(["--definitions", str(defs), "--regression", "*", "--dry-run"]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("limited, message", [
+    ({"limit": 0, "device": "cpu", "metrics": {"nDCG@10": 0.5}}, "positive integer 'limit'"),
+    ({"limit": 2, "device": "tpu", "metrics": {"nDCG@10": 0.5}}, "a 'device' among cpu, cuda"),
+    ({"limit": 2, "device": "cpu", "metrics": {"MAP": 0.5}}, "names metric(s) MAP that its 'metrics' do not"),
+    ({"limit": 2, "device": "cpu", "metrics": {"nDCG@10": 0.5}, "note": 1}, "'limited' must be"),
+])
+def test_bad_quick_check_blocks_are_refused_naming_the_file(tmp_path, beir_folder, limited, message):
+    defs = toy_definitions(tmp_path, beir_folder, expected=0.5, limited=limited)
+    with pytest.raises(DataError, match=re.escape(message)) as err:
+        load_definitions([defs])
+    assert "toy.yaml" in str(err.value)
 
 
 def test_record_into_template_and_entries_files(tmp_path, beir_folder, capsys):
@@ -346,7 +397,6 @@ def test_smollm2_regressions_share_work_and_need_no_pyserini(shared_ir, tmp_path
     for q in qids:
         assert [d for d, _ in fused[q]] == [d for d, _ in expected[q]]
         assert {d for d, _ in reranked[q][:100]} == {d for d, _ in fused[q][:100]}  # reranks the fused top 100
-    import json
 
     saved = json.loads((tmp_path / "r.json").read_text())
     for name, run in zip(names, (dense, fused, reranked)):
@@ -359,8 +409,6 @@ def test_llara_regressions_train_once_for_both_collections(shared_ir, tmp_path, 
                                                            capsys):
     """The train-and-evaluate LLaRA definitions: the adaptation and the fine-tune run once, then each
     collection is encoded and searched in the shared work folder (--limit 3; two training steps each)."""
-    import json
-
     from pyserini_llama.data.beir import BeirFolder
     from pyserini_llama.data.trec import load_run, write_run
 
@@ -398,8 +446,6 @@ def test_llara_regressions_train_once_for_both_collections(shared_ir, tmp_path, 
 @needs_fusion_cli
 def test_hybrid_regression_runs_its_bm25_step(shared_ir, tmp_path, tiny_models, capsys):
     """Where Pyserini and Java are, the BM25 step runs (over the same cut-down corpus and topics)."""
-    import json
-
     from pyserini_llama.data.trec import load_run
 
     defs = smollm2_tiny(tmp_path, tiny_models)
@@ -411,3 +457,36 @@ def test_hybrid_regression_runs_its_bm25_step(shared_ir, tmp_path, tiny_models, 
     subset = {json.loads(line)["_id"] for line in (work / "corpus-subset" / "cranfield" / "corpus.jsonl").open()}
     bm25 = load_run(work / "bm25.trec")
     assert list(bm25) == qids and all(d in subset for hits in bm25.values() for d, _ in hits)
+
+
+QUICK_CHECKS = ("repllama-smollm2.cranfield", "bm25+repllama-smollm2.cranfield", "rankllama-smollm2.cranfield")
+
+
+@pytest.fixture(scope="module")
+def smollm2_base():
+    """The real SmolLM2-135M, converted from the PyPI package's GGUF file on first use (as the demo does)."""
+    from pyserini_llama.models.loader import resolve_model_path
+
+    try:
+        return resolve_model_path("smollm2-135m")
+    except UserError as e:
+        pytest.skip(f"SmolLM2-135M is not installed here: {e}")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_packaged_checkpoints_pass_their_cpu_quick_checks(shared_ir, tmp_path, smollm2_base):
+    """The packaged repllama-smollm2 and rankllama-smollm2 on the real base reproduce the quick-check numbers
+    recorded on a CPU: the whole path from the GGUF weights through conversion, adapters, encoding, search,
+    fusion and reranking to the scores, which the tiny test models cannot vouch for."""
+    definitions = load_definitions()
+    checks = [definitions[name].limited for name in QUICK_CHECKS]
+    assert None not in checks and {(c.limit, c.device) for c in checks} == {(checks[0].limit, "cpu")}
+    limit = checks[0].limit
+    proc = run_cli("pyserini_llama.regressions", "--regression", *QUICK_CHECKS, "--data-dir", str(shared_ir),
+                   "--work-dir", str(tmp_path / "w"), "--limit", str(limit), "--device", "cpu", "--no-download",
+                   "--save", str(tmp_path / "r.json"), timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    saved = json.loads((tmp_path / "r.json").read_text())
+    for name in QUICK_CHECKS:
+        assert set(saved[name]["status"].values()) == {"OK"}, (name, saved[name])

@@ -5,7 +5,7 @@ Example::
     python -m pyserini_llama.regressions --list
     python -m pyserini_llama.regressions --regression bm25-flat.beir-scifact            # runs, compares, exit 1 on FAIL
     python -m pyserini_llama.regressions --regression 'repllama.*' --dry-run          # commands + what is missing
-    python -m pyserini_llama.regressions --regression repllama-smollm2.beir-scifact --limit 20 --device cpu
+    python -m pyserini_llama.regressions --regression repllama-smollm2.cranfield --limit 2 --device cpu  # quick check
     python -m pyserini_llama.regressions --regression '*smollm2*' --work-dir runs/regressions --record  # one GPU
     python -m pyserini_llama.regressions --write-docs docs/regressions.md
 """
@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from ..data.atomic import atomic_write
 from ..errors import UserError, run_cli
-from .definitions import load_definitions, record_measured, select
+from .definitions import load_definitions, record_limited, record_measured, select
 from .runner import (Options, check_requirements, command_lines, dry_run_values, format_checks, format_result,
                      run_regression)
 
@@ -43,6 +43,10 @@ def dry_run(regression, options: Options) -> str:
     for m in regression.metrics:
         expected = "no expected value yet" if m.expected is None else f"{m.expected:.4f} ± {m.tolerance:.4f}"
         lines.append(f"# expect {m.name}: {expected}")
+    check = regression.limited
+    if check is not None:
+        lines.append(f"# quick check, --limit {check.limit} on {check.device}: " + ", ".join(
+            f"{m.name} {m.expected:.4f} ± {m.tolerance:.4f}" for m in check.metrics if m.expected is not None))
     return "\n".join(lines)
 
 
@@ -56,7 +60,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--definitions", nargs="+", metavar="DIR",
                         help="folders of definition YAML files (default: the packaged ones)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and requirements only")
-    parser.add_argument("--limit", type=int, help="run only the first N topics (scores are then not compared)")
+    parser.add_argument("--limit", type=int,
+                        help="run only the first N topics over a cut-down corpus (scores are compared only with "
+                             "a definition's quick-check values for that limit and device kind)")
     parser.add_argument("--data-dir", help="where collections, topics and qrels live (default: ../shared/ir)")
     parser.add_argument("--work-dir", type=Path, help="where indexes and runs go (default: the cache)")
     parser.add_argument("--device", help="device for encoders and rerankers (default: cuda when available)")
@@ -64,13 +70,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--no-download", action="store_true", help="never download collections or indexes")
     parser.add_argument("--record", action="store_true",
                         help="write the measured numbers into the definition files, and make them the expected "
-                             "values of metrics that have none yet (full runs only)")
+                             "values of metrics that have none yet; with --limit, write the quick-check values "
+                             "of definitions that have none")
     parser.add_argument("--save", type=Path, metavar="JSON", help="write the results as JSON")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit <= 0:
         raise UserError(f"--limit must be positive, got {args.limit}")
-    if args.record and args.limit:
-        raise UserError("--record needs a full run (without --limit)")
 
     definitions = load_definitions(args.definitions)
     if args.list:
@@ -94,7 +99,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for regression in chosen:
         result = run_regression(regression, options)
         print(format_result(result), flush=True)
-        if args.record:
+        if args.record and args.limit:
+            if not record_limited(regression, args.limit, result.device, result.measured_block()):
+                print(f"{regression.name}: quick-check values kept (--limit {regression.limited.limit} on "
+                      f"{regression.limited.device}); delete them from {regression.source} to record new ones")
+        elif args.record:
             record_measured(regression, result.measured_block())
         results.append(result)
     if args.save:

@@ -24,6 +24,11 @@ One file holds one definition, ``entries: [...]``, or a ``template`` expanded ov
     hardware: what it needs (e.g. one GPU, ~10 min)
     measured: {metrics: {...}, hardware: ..., seconds: ..., date: ...}   # last measured, by --record
                                           # (which also fills in expected values that are still null)
+    limited:                              # optional: the quick check, expected scores of a --limit run on
+      limit: 2                            # one kind of device (a --limit run is compared only with these,
+      device: cpu                         # when both its limit and its device kind match; --record --limit
+      metrics: {nDCG@10: {expected: 0.75, tolerance: 0.005}}   # writes the block when there is none)
+      measured: {hardware: ..., seconds: ..., date: ...}
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from ..data.atomic import atomic_write
 from ..errors import DataError, UserError
 
 PathLike = Union[str, os.PathLike]
@@ -40,8 +46,9 @@ DEFAULT_TOLERANCE = 0.0005
 STAGES = ("bm25", "dense", "fusion", "rerank")
 SCALES = ("small", "paper")
 FIELDS = {"name", "description", "reproduces", "scale", "stage", "model", "collection", "topics", "qrels",
-          "requires", "group", "commands", "run", "metrics", "pending", "hardware", "measured"}
+          "requires", "group", "commands", "run", "metrics", "pending", "hardware", "measured", "limited"}
 REQUIREMENT_KINDS = ("checkpoint", "collection", "module", "index", "file")
+DEVICE_KINDS = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,22 @@ class MetricSpec:
     name: str
     expected: Optional[float]
     tolerance: float = DEFAULT_TOLERANCE
+
+
+@dataclass(frozen=True)
+class LimitedCheck:
+    """Expected scores of a ``--limit N`` run (first N topics, cut-down corpus) on one kind of device: a check
+    that a CPU can afford, against numbers measured on a CPU (fp32) rather than the GPU's (bf16)."""
+
+    limit: int
+    device: str  # one of DEVICE_KINDS
+    metrics: List[MetricSpec]
+    measured: Optional[Dict[str, Any]] = None
+
+
+def device_kind(device: str) -> str:
+    """``cuda:1`` -> ``cuda``: the expected values depend on the kind of device, not on which one."""
+    return device.split(":", 1)[0]
 
 
 @dataclass
@@ -85,6 +108,7 @@ class Regression:
     pending: Optional[str] = None
     hardware: Optional[str] = None
     measured: Optional[Dict[str, Any]] = None
+    limited: Optional[LimitedCheck] = None
     source: Optional[Path] = None
 
     @property
@@ -116,6 +140,23 @@ def _parse_metrics(value: Any, path: Path, name: str) -> List[MetricSpec]:
             raise DataError(path, f"regression {name!r}: metric {metric!r}: expected must be a number or null")
         specs.append(MetricSpec(str(metric), None if expected is None else float(expected), float(tolerance)))
     return specs
+
+
+def _parse_limited(value: Any, path: Path, name: str, metric_names: set) -> Optional[LimitedCheck]:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"limit", "device", "metrics", "measured"}:
+        raise DataError(path, f"regression {name!r}: 'limited' must be {{limit, device, metrics, measured}}")
+    limit, device = value.get("limit"), value.get("device")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0 or device not in DEVICE_KINDS:
+        raise DataError(path, f"regression {name!r}: 'limited' needs a positive integer 'limit' and a 'device' "
+                              f"among {', '.join(DEVICE_KINDS)}")
+    metrics = _parse_metrics(value.get("metrics"), path, f"{name} (limited)")
+    unknown = sorted({m.name for m in metrics} - metric_names)
+    if unknown:
+        raise DataError(path, f"regression {name!r}: 'limited' names metric(s) {', '.join(unknown)} that its "
+                              f"'metrics' do not")
+    return LimitedCheck(limit, device, metrics, value.get("measured"))
 
 
 def _parse_requirements(value: Any, path: Path, name: str) -> List[Requirement]:
@@ -165,7 +206,9 @@ def parse_regression(entry: dict, path: Path) -> Regression:
         metrics=_parse_metrics(entry["metrics"], path, name),
         collection=entry.get("collection"), requires=_parse_requirements(entry.get("requires"), path, name),
         group=entry.get("group"), run=entry.get("run") or "{work}/run.trec", pending=entry.get("pending"),
-        hardware=entry.get("hardware"), measured=entry.get("measured"), source=path)
+        hardware=entry.get("hardware"), measured=entry.get("measured"),
+        limited=_parse_limited(entry.get("limited"), path, name, {m.name for m in _parse_metrics(
+            entry["metrics"], path, name)}), source=path)
 
 
 def load_definitions(dirs: Optional[Sequence[PathLike]] = None) -> Dict[str, Regression]:
@@ -215,21 +258,8 @@ def select(definitions: Dict[str, Regression], patterns: Sequence[str]) -> List[
 def record_measured(regression: Regression, measured: Dict[str, Any]) -> None:
     """Write ``measured`` into the definition's YAML file (the item that defines it), and make its values the
     expected ones of metrics that have none yet (an existing expected value is never changed)."""
-    import yaml
-
-    from ..data.atomic import atomic_write
-    from ..prebuilt_indexes.registry import expand_entries
-
     path = regression.source
-    data = yaml.safe_load(path.read_text())
-    from_template = isinstance(data, dict) and "template" in data
-    if from_template:
-        names = [e.get("name") for e in expand_entries(data, path)]
-        target = data["each"][names.index(regression.name)]
-    elif isinstance(data, dict) and "entries" in data:
-        target = next(e for e in data["entries"] if e.get("name") == regression.name)
-    else:
-        target = data
+    data, target, from_template = _yaml_item(regression)
     values = measured.get("metrics") or {}
     missing = [m for m in regression.metrics if m.expected is None and m.name in values]
     if missing:
@@ -244,6 +274,42 @@ def record_measured(regression: Regression, measured: Dict[str, Any]) -> None:
     target["measured"] = measured
     with atomic_write(path) as f:
         f.write(dump_yaml(data))
+
+
+def record_limited(regression: Regression, limit: int, device: str, measured: Dict[str, Any]) -> bool:
+    """Write a ``limited`` block (``measured``'s metrics as the expected values) when the definition has none;
+    an existing block is never changed. Returns whether one was written."""
+    if regression.limited is not None:
+        return False
+    data, target, _ = _yaml_item(regression)
+    values = measured.get("metrics") or {}
+    target["limited"] = {
+        "limit": limit, "device": device_kind(device),
+        "metrics": {m.name: {"expected": values[m.name], "tolerance": m.tolerance}
+                    for m in regression.metrics if m.name in values},
+        "measured": {k: v for k, v in measured.items() if k != "metrics"}}
+    with atomic_write(regression.source) as f:
+        f.write(dump_yaml(data))
+    return True
+
+
+def _yaml_item(regression: Regression):
+    """The definition file's data, the item that defines ``regression`` in it, and whether it is a template's."""
+    import yaml
+
+    from ..prebuilt_indexes.registry import expand_entries
+
+    path = regression.source
+    data = yaml.safe_load(path.read_text())
+    from_template = isinstance(data, dict) and "template" in data
+    if from_template:
+        names = [e.get("name") for e in expand_entries(data, path)]
+        target = data["each"][names.index(regression.name)]
+    elif isinstance(data, dict) and "entries" in data:
+        target = next(e for e in data["entries"] if e.get("name") == regression.name)
+    else:
+        target = data
+    return data, target, from_template
 
 
 def dump_yaml(data: Any) -> str:

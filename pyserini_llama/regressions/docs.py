@@ -33,7 +33,9 @@ def render(definitions: Dict[str, Regression]) -> str:
              "all of them. A step is skipped when what it creates exists: a BM25 run made where Pyserini and Java "
              "are, placed as `bm25.trec` in the work folder, lets the small-scale regressions run on a GPU machine "
              "without them. `--record` writes the measured numbers into the definition files, and makes them the "
-             "expected values of metrics that have none yet.", ""]
+             "expected values of metrics that have none yet. A quick check (`--limit N` on a CPU) is compared "
+             "with the definition's own values for that limit and device kind, where it has them "
+             "(`--record --limit N` writes them).", ""]
     for scale, title in (("small", "Small scale (one GPU in minutes; CPU with --limit)"),
                          ("paper", "Paper scale (published checkpoints and numbers)")):
         chosen = [d for d in definitions.values() if d.scale == scale]
@@ -53,6 +55,13 @@ def render(definitions: Dict[str, Regression]) -> str:
             lines += [f"Expected values pending: {d.pending}", ""]
         if d.hardware:
             lines += [f"Needs: {d.hardware}", ""]
+        if d.limited is not None:
+            c = d.limited
+            measured = c.measured or {}
+            where = f" (measured on {measured['hardware']}, {measured['seconds']:.0f} s)" \
+                if measured.get("hardware") and measured.get("seconds") else ""
+            lines += [f"Quick check, `--limit {c.limit} --device {c.device}`: " + ", ".join(
+                f"{m.name} {m.expected:.4f}" for m in c.metrics if m.expected is not None) + where, ""]
         commands = [s.cmd.replace("{out}", s.creates) if s.creates else s.cmd for s in d.commands]
         lines += ["```bash"] + commands + ["```", ""]
     return "\n".join(lines).rstrip() + "\n"

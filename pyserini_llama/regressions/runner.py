@@ -14,7 +14,9 @@ Definitions of one ``group`` share the work folder; the inputs written here are 
 definition, so a group may span collections (outputs named per collection in the definitions).
 
 With ``limit=N`` only the first N topics are run, against a corpus cut down to their judged documents plus
-the first ``20 * N`` others; the scores are then not comparable with the expected ones and are not compared.
+the first ``20 * N`` others; the scores are then not comparable with the expected ones. They are compared only
+with a definition's ``limited`` values, when its limit and device kind are those of the run (a check a CPU can
+afford, measured on a CPU).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..data.atomic import atomic_write
 from ..errors import UserError
-from .definitions import MetricSpec, Regression, Requirement
+from .definitions import MetricSpec, Regression, Requirement, device_kind
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([^{}\s]+))?\}")
 LIMIT_EXTRA_DOCS = 20
@@ -90,6 +92,7 @@ class Result:
     hardware: str
     limit: Optional[int] = None
     steps: List[str] = field(default_factory=list)
+    device: Optional[str] = None
 
     @property
     def failed(self) -> bool:
@@ -408,15 +411,27 @@ def run_steps(regression: Regression, values: Dict[str, str], log=print) -> List
 
 # --- evaluation -----------------------------------------------------------------------------------------
 
-def compare(regression: Regression, scores: Dict[str, float], limited: bool) -> List[MetricResult]:
+def compare(regression: Regression, scores: Dict[str, float], limit: Optional[int] = None,
+            device: str = "cpu") -> List[MetricResult]:
+    """Each metric against the expected value of a full run or, for a ``limit`` run, of the definition's
+    ``limited`` check when its limit and device kind match (otherwise not compared)."""
     from ..eval import DISPLAY, parse_measures
 
+    specs, skipped = regression.metrics, None
+    if limit:
+        check = regression.limited
+        if check is not None and check.limit == limit and check.device == device_kind(device):
+            specs = [next((c for c in check.metrics if c.name == m.name), MetricSpec(m.name, None, m.tolerance))
+                     for m in regression.metrics]
+        else:
+            skipped = NOT_COMPARED if check is None else \
+                f"not compared (expected values are for --limit {check.limit} on {check.device})"
     results = []
-    for spec in regression.metrics:
+    for spec in specs:
         measure = parse_measures([spec.name])[0]
         value = scores[DISPLAY.get(str(measure), str(measure))]
-        if limited:
-            status = NOT_COMPARED
+        if skipped:
+            status = skipped
         elif spec.expected is None:
             status = NO_EXPECTED
         else:
@@ -465,8 +480,8 @@ def run_regression(regression: Regression, options: Options, log=print) -> Resul
     values, qrels = prepare_inputs(regression, options, work)
     steps = run_steps(regression, values, log)
     scores = evaluate_run(regression, Path(values["run"]), qrels)
-    return Result(regression, compare(regression, scores, bool(options.limit)), time.time() - start,
-                  hardware(), options.limit, steps)
+    return Result(regression, compare(regression, scores, options.limit, values["device"]), time.time() - start,
+                  hardware(), options.limit, steps, values["device"])
 
 
 def dry_run_values(regression: Regression, options: Options) -> Dict[str, str]:
@@ -500,6 +515,6 @@ def format_result(result: Result) -> str:
         rows.append((m.spec.name, expected, f"{m.spec.tolerance:.4f}", f"{m.measured:.4f}", diff, m.status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"regression {result.regression.name} ({result.seconds:.0f} s on {result.hardware}"
-             + (f", first {result.limit} topics" if result.limit else "") + ")"]
+             + (f", first {result.limit} topics on {result.device}" if result.limit else "") + ")"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)
