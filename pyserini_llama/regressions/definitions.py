@@ -197,18 +197,18 @@ def parse_regression(entry: dict, path: Path) -> Regression:
             raise DataError(path, f"regression {name!r}: missing field {key!r}")
     if entry["scale"] not in SCALES or entry["stage"] not in STAGES:
         raise DataError(path, f"regression {name!r}: scale must be one of {SCALES}, stage one of {STAGES}")
+    metrics = _parse_metrics(entry["metrics"], path, name)
     return Regression(
         name=name, description=str(entry["description"]).strip(), reproduces=str(entry["reproduces"]).strip(),
         scale=entry["scale"], stage=entry["stage"], model=str(entry["model"]),
         topics=_parse_source(entry["topics"], "topics", path, name),
         qrels=_parse_source(entry["qrels"], "qrels", path, name),
         commands=_parse_steps(entry["commands"], path, name),
-        metrics=_parse_metrics(entry["metrics"], path, name),
+        metrics=metrics,
         collection=entry.get("collection"), requires=_parse_requirements(entry.get("requires"), path, name),
         group=entry.get("group"), run=entry.get("run") or "{work}/run.trec", pending=entry.get("pending"),
         hardware=entry.get("hardware"), measured=entry.get("measured"),
-        limited=_parse_limited(entry.get("limited"), path, name, {m.name for m in _parse_metrics(
-            entry["metrics"], path, name)}), source=path)
+        limited=_parse_limited(entry.get("limited"), path, name, {m.name for m in metrics}), source=path)
 
 
 def load_definitions(dirs: Optional[Sequence[PathLike]] = None) -> Dict[str, Regression]:
