@@ -48,10 +48,10 @@ BASELINE_BATCH = 16
 def make_lengths(corpus: str, output: str) -> None:
     """Token lengths of SciFact passages as RepLLaMA formats them, with the SmolLM2 tokenizer."""
     from pyserini_llama.data.beir import iter_corpus
-    from pyserini_llama.encoders.repllama import format_passage
-    from pyserini_llama.models.checkpoint import CheckpointConfig
+    from pyserini_llama.encoders.inputs import format_passage
+    from pyserini_llama.models.config import CheckpointConfig
     from pyserini_llama.models.load import load_tokenizer
-    from pyserini_llama.models.loader import resolve_model_path
+    from pyserini_llama.models.hub import resolve_model_path
 
     tokenizer = load_tokenizer(resolve_model_path("smollm2-135m"))
     config = CheckpointConfig()
@@ -94,17 +94,17 @@ def sync(device: str) -> None:
 def time_ours(model, docs: List[List[int]], device: str, budget: int, compile: bool = False) -> tuple:
     """Seconds for the timed pass, and for the warm-up (kernels, allocator, and compilation if asked)."""
     from pyserini_llama.encoders.repllama import RepLlamaEncoder
-    from pyserini_llama.models.checkpoint import CheckpointConfig
+    from pyserini_llama.models.config import CheckpointConfig
 
     encoder = RepLlamaEncoder(model, SimpleNamespace(pad_token_id=0, eos_token_id=2), CheckpointConfig(),
                               device=device, max_tokens_per_batch=budget, compile=compile)
     start = time.perf_counter()
     # warm-up over documents spread across the length range, so several batch shapes are seen
-    encoder.encode_token_ids(docs[::max(1, len(docs) // 256)], show_progress=False)
+    encoder.encode_token_ids(docs[::max(1, len(docs) // 256)], progress=False)
     sync(device)
     warmup = time.perf_counter() - start
     start = time.perf_counter()
-    encoder.encode_token_ids(docs, show_progress=False)
+    encoder.encode_token_ids(docs, progress=False)
     sync(device)
     return time.perf_counter() - start, warmup
 

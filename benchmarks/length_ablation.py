@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyserini_llama.data.atomic import atomic_write  # noqa: E402
 from pyserini_llama.data.trec import load_run, truncate_run, write_run  # noqa: E402
-from pyserini_llama.errors import UserError, run_cli  # noqa: E402
+from pyserini_llama.cli import run_cli
+from pyserini_llama.errors import UserError  # noqa: E402
 
 RESULTS = "length_ablation.json"
 METRICS = ("nDCG@10", "MRR@10")
@@ -82,8 +83,9 @@ def tiny_reranker(folder: Path, device: str):
 
 
 def ablate(args, out: Path, folder) -> List[Dict]:
-    from pyserini_llama.rerank import load_corpus_subset
-    from pyserini_llama.rerankers.rankllama import RankLlamaReranker, auto_device
+    from pyserini_llama.data.documents import load_corpus_subset
+    from pyserini_llama.rerankers.rankllama import RankLlamaReranker
+    from pyserini_llama.runtime import resolve_device
 
     queries = folder.queries(args.split)
     run = truncate_run(load_run(args.run), args.hits)
@@ -92,7 +94,7 @@ def ablate(args, out: Path, folder) -> List[Dict]:
         raise UserError(f"{args.run}: no query of the run is in the {args.split} topics")
     run = {q: run[q] for q in qids}
     docs = load_corpus_subset(folder.corpus_path, {d for hits in run.values() for d, _ in hits})
-    device = auto_device() if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         reranker = tiny_reranker(Path(tmp), device) if args.tiny else \
             RankLlamaReranker.from_checkpoint(args.reranker, device=device, batch_tokens=args.batch_tokens)

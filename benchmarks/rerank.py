@@ -34,7 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyserini_llama.data.atomic import atomic_write  # noqa: E402
-from pyserini_llama.errors import UserError, run_cli  # noqa: E402
+from pyserini_llama.cli import run_cli
+from pyserini_llama.errors import UserError  # noqa: E402
 
 PEAK_FLOPS = 800e12  # measured dense bf16 matmul peak of one H100
 Q_MAX, P_MAX = 32, 164
@@ -63,7 +64,7 @@ def write_lengths(path: str, collection: str, tokenizer_name: str, split: str = 
     from transformers import AutoTokenizer
 
     from pyserini_llama.data.collections import resolve_collection
-    from pyserini_llama.models.loader import resolve_model_path
+    from pyserini_llama.models.hub import resolve_model_path
     from pyserini_llama.rerankers.rankllama import default_config, format_pair
 
     folder, config = resolve_collection(collection), default_config()
@@ -97,7 +98,7 @@ def build_random_model(shape: Dict, device: str, dtype):
 def load_smollm2(folder: Optional[str], device: str, dtype):
     from transformers import AutoModelForSequenceClassification
 
-    from pyserini_llama.models.loader import resolve_model_path
+    from pyserini_llama.models.hub import resolve_model_path
 
     path = Path(folder) if folder else resolve_model_path("smollm2-135m")
     model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=dtype,

@@ -46,7 +46,8 @@ def build_model(shape: Optional[dict], folder: Optional[str], device: str, dtype
                 compile: bool = False):
     from transformers import AutoModel, LlamaConfig
 
-    from pyserini_llama.train.lora import apply_lora, compile_layers, enable_gradient_checkpointing
+    from pyserini_llama.models.load import enable_gradient_checkpointing
+    from pyserini_llama.train.lora import apply_lora, compile_layers
 
     if folder:
         model = AutoModel.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa").to(device)
@@ -76,7 +77,7 @@ def synthetic_batch(vocab: int, batch: int, group: int, q_len: int, p_len: int, 
 
 def bench(name: str, model, device: str, autocast: bool, batch: int, group: int, q_len: int, p_len: int,
           warmup: int, steps: int, compile: bool = False, profile: bool = False) -> dict:
-    from pyserini_llama.models.checkpoint import CheckpointConfig
+    from pyserini_llama.models.config import CheckpointConfig
     from pyserini_llama.train.arguments import TrainingArguments
     from pyserini_llama.train.distributed import DistInfo
     from pyserini_llama.train.loop import Trainer

@@ -5,25 +5,27 @@ Pyserini's BEIR indexes, ready for ``python -m pyserini.index.lucene --collectio
 """
 from __future__ import annotations
 
-import argparse
 from typing import Optional, Sequence
 
-from .bm25 import convert_to_jsoncollection
-from .data.atomic import check_output_path
-from .errors import run_cli
+from . import cli
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyserini_llama.convert", description=__doc__.splitlines()[0])
-    parser.add_argument("corpus", help="BEIR corpus.jsonl (optionally .gz)")
+    parser = cli.parser("python -m pyserini_llama.convert", __doc__)
+    parser.add_argument("corpus", help="BEIR corpus.jsonl (optionally .gz), BEIR folder or collection name")
     parser.add_argument("output", help="JsonCollection .jsonl file to write")
-    parser.add_argument("--overwrite", action="store_true")
+    cli.add_overwrite(parser)
     args = parser.parse_args(argv)
+    from .data.atomic import check_output_path
+    from .data.collections import resolve_corpus
+    from .lucene import convert_to_jsoncollection
+
+    corpus = resolve_corpus(args.corpus)
     check_output_path(args.output, args.overwrite)
-    n = convert_to_jsoncollection(args.corpus, args.output, overwrite=True)
+    n = convert_to_jsoncollection(corpus, args.output, overwrite=True)
     print(f"{n} documents -> {args.output}")
     return 0
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli.run_cli(main)

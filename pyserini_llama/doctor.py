@@ -5,12 +5,12 @@ what to do about it. Exits non-zero when something required is missing.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.metadata as md
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .errors import UserError, run_cli
+from . import cli
+from .errors import UserError
 
 Check = Tuple[str, bool, str, str]  # (what, ok, found, fix)
 
@@ -77,7 +77,8 @@ def check_pyserini_hook() -> Check:
 
 
 def check_models() -> List[Check]:
-    from .models.loader import SMOLLM2_NAME, cache_dir, smollm2_gguf
+    from .models.smollm2 import SMOLLM2_NAME, smollm2_gguf
+    from .paths import cache_dir
 
     checks = []
     converted = cache_dir() / "models" / SMOLLM2_NAME
@@ -88,7 +89,7 @@ def check_models() -> List[Check]:
         checks.append((f"model {SMOLLM2_NAME}", True, state, ""))
     except UserError as e:
         checks.append((f"model {SMOLLM2_NAME}", True, "not installed (optional)", str(e).split(": ", 1)[-1]))
-    from .models.checkpoint import BUILTIN, PACKAGED_DIR
+    from .models.presets import BUILTIN, PACKAGED_DIR
     packaged = sorted(p.name for p in PACKAGED_DIR.iterdir() if p.is_dir()) if PACKAGED_DIR.is_dir() else []
     checks.append(("packaged checkpoints", True, ", ".join(packaged) or "none", ""))
     checks.append(("published checkpoints", True, ", ".join(sorted(BUILTIN)) +
@@ -125,8 +126,7 @@ def run_checks() -> List[Check]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argparse.ArgumentParser(prog="python -m pyserini_llama.doctor", description=__doc__.splitlines()[0]) \
-        .parse_args(argv)
+    cli.parser("python -m pyserini_llama.doctor", __doc__).parse_args(argv)
     from . import __version__
 
     print(f"pyserini-llama {__version__}")
@@ -142,4 +142,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli.run_cli(main)

@@ -1,14 +1,12 @@
-"""User-facing errors and the one wrapper every CLI goes through.
+"""User-facing errors: what the user can fix, reported as one line without a traceback (see :mod:`.cli`).
 
-Library code raises :class:`UserError` (or a subclass) for anything the user can fix: a malformed line,
-a missing file, a bad argument. CLIs call :func:`run_cli`, which turns such errors into one line on stderr
-and a non-zero exit, and leaves genuine bugs to show their traceback.
+Library code raises :class:`UserError` (or :class:`DataError`, which names the file and line) for anything the
+user can fix: a malformed line, a missing file, a model that is not there. It never exits the process and never
+names command-line flags; the CLIs in :mod:`.cli` turn these errors into one line and an exit status.
 """
 from __future__ import annotations
 
-import os
-import sys
-from typing import Callable, NoReturn, Optional, Sequence
+from typing import Optional
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -25,25 +23,3 @@ class DataError(UserError):
         where = f"{path}:{line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {message}")
         self.path, self.line = path, line
-
-
-def fail(message: str) -> NoReturn:
-    raise UserError(message)
-
-
-def run_cli(main: Callable[[Optional[Sequence[str]]], Optional[int]],
-            argv: Optional[Sequence[str]] = None) -> NoReturn:
-    """Run a CLI ``main(argv)`` and exit with its status, printing user errors as a single line."""
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "pyserini_llama"
-    try:
-        status = main(argv)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; finished work is kept, rerun the same command to resume",
-              file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        sys.exit(1)
-    sys.exit(status or 0)

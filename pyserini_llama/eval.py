@@ -7,14 +7,14 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from .data.beir import Qrels, load_qrels
 from .data.trec import Run, load_run
-from .errors import UserError, run_cli
+from . import cli
+from .errors import UserError
 
 DEFAULT_METRICS = ("nDCG@10", "R@100", "R@1000", "RR@10", "AP")
 # Common spellings users type (trec_eval and Pyserini's) mapped to ir_measures names.
@@ -77,7 +77,7 @@ def format_table(results: Dict[str, Dict[str, float]], metrics: Optional[List[st
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyserini_llama.eval", description=__doc__.splitlines()[0])
+    parser = cli.parser("python -m pyserini_llama.eval", __doc__)
     parser.add_argument("--run", required=True, nargs="+", help="TREC or MS MARCO run file(s)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--qrels", help="qrels file (BEIR TSV or TREC format)")
@@ -110,4 +110,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli.run_cli(main)

@@ -69,31 +69,31 @@ def hybrid_fusion(dense: Run, sparse: Run, alpha: float = 0.1, normalization: bo
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m pyserini_llama.fusion``: reciprocal rank fusion of TREC runs, options as ``pyserini.fusion``."""
-    import argparse
-
+    from . import cli
+    from .data.atomic import check_output_path
     from .data.trec import load_run, write_run
 
-    parser = argparse.ArgumentParser(prog="python -m pyserini_llama.fusion",
-                                     description="Fuse TREC runs by reciprocal rank fusion, as pyserini.fusion "
-                                                 "does (no Java needed).")
+    parser = cli.parser("python -m pyserini_llama.fusion",
+                        "Fuse TREC runs by reciprocal rank fusion, as pyserini.fusion does (no Java needed).")
     parser.add_argument("--runs", nargs="+", required=True, help="two or more TREC runs")
-    parser.add_argument("--output", required=True, help="fused TREC run to write")
+    cli.add_output(parser, help="fused TREC run to write")
     parser.add_argument("--method", default="rrf", choices=["rrf"])
-    parser.add_argument("--rrf.k", dest="rrf_k", type=int, default=60, help="RRF constant (default 60)")
-    parser.add_argument("--depth", type=int, default=1000, help="ranks of each run that vote (default 1000)")
-    parser.add_argument("--k", type=int, default=1000, help="hits kept per query (default 1000)")
+    parser.add_argument("--rrf.k", dest="rrf_k", type=cli.positive_int, default=60, help="RRF constant (default 60)")
+    parser.add_argument("--depth", type=cli.positive_int, default=1000,
+                        help="ranks of each run that vote (default 1000)")
+    parser.add_argument("--k", type=cli.positive_int, default=1000, help="hits kept per query (default 1000)")
     parser.add_argument("--runtag", default="pyserini_llama.fusion")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     args = parser.parse_args(argv)
-    for name in ("rrf_k", "depth", "k"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '.')} must be at least 1")
+    if len(args.runs) < 2:
+        parser.error(f"argument --runs: fusion needs at least 2 runs, got {len(args.runs)}")
+    check_output_path(args.output, args.overwrite)
     fused = reciprocal_rank_fusion([load_run(p) for p in args.runs], rrf_k=args.rrf_k, depth=args.depth, k=args.k)
     write_run(fused, args.output, tag=args.runtag, overwrite=args.overwrite)
+    print(f"wrote {args.output}: {len(fused)} queries fused from {len(args.runs)} runs")
     return 0
 
 
 if __name__ == "__main__":
-    from .errors import run_cli
+    from .cli import run_cli
 
     run_cli(main)

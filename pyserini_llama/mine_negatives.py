@@ -13,7 +13,6 @@ ranked), listed in run order. ``--skip-top`` leaves out the very top ranks, wher
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -22,19 +21,20 @@ from typing import Dict, List, Optional, Sequence
 from .data.atomic import atomic_write, check_output_path
 from .data.beir import Qrels, load_qrels
 from .data.trec import Run, load_run
-from .errors import UserError, run_cli
+from . import cli
+from .errors import UserError
 
 
 def mine_negatives(run: Run, qrels: Qrels, depth: int = 200, num: int = 30, skip_top: int = 0,
                    sample: str = "random", seed: int = 42) -> Dict[str, Dict[str, List[str]]]:
     """``{qid: {"positives": [...], "negatives": [...]}}`` for every run query that has a positive."""
     if depth < 1 or num < 1 or skip_top < 0:
-        raise UserError(f"--depth and --num must be positive and --skip-top non-negative "
-                        f"(got {depth}, {num}, {skip_top})")
+        raise ValueError(f"depth and num must be positive and skip_top non-negative "
+                         f"(got {depth}, {num}, {skip_top})")
     if skip_top >= depth:
-        raise UserError(f"--skip-top {skip_top} leaves nothing of the top {depth}")
+        raise UserError(f"skipping the top {skip_top} leaves nothing of the top {depth}")
     if sample not in ("random", "top"):
-        raise UserError(f"--sample must be 'random' or 'top', got {sample!r}")
+        raise ValueError(f"sample must be 'random' or 'top', got {sample!r}")
     mined = {}
     for qid, hits in run.items():
         positives = [d for d, rel in qrels.get(qid, {}).items() if rel > 0]
@@ -53,18 +53,17 @@ def mine_negatives(run: Run, qrels: Qrels, depth: int = 200, num: int = 30, skip
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyserini_llama.mine_negatives",
-                                     description="Mine hard negatives for training from a TREC run.")
+    parser = cli.parser("python -m pyserini_llama.mine_negatives", __doc__)
     parser.add_argument("--run", required=True, help="TREC or MS MARCO run file over the training queries")
     parser.add_argument("--qrels", required=True, help="training qrels (BEIR TSV or TREC); rel > 0 = positive")
-    parser.add_argument("--output", required=True, help="JSONL to write")
-    parser.add_argument("--depth", type=int, default=200, help="only ranks up to this are candidates")
-    parser.add_argument("--num", type=int, default=30, help="negatives kept per query")
-    parser.add_argument("--skip-top", type=int, default=0, help="ignore this many top-ranked documents")
+    cli.add_output(parser, help="JSONL to write")
+    parser.add_argument("--depth", type=cli.positive_int, default=200, help="only ranks up to this are candidates")
+    parser.add_argument("--num", type=cli.positive_int, default=30, help="negatives kept per query")
+    parser.add_argument("--skip-top", type=cli.non_negative_int, default=0,
+                        help="ignore this many top-ranked documents")
     parser.add_argument("--sample", choices=["random", "top"], default="random",
                         help="random: sample among the candidates; top: take the best ranked")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     args = parser.parse_args(argv)
 
     check_output_path(args.output, args.overwrite)
@@ -86,4 +85,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli.run_cli(main)

@@ -2,68 +2,67 @@
 
 Example::
 
-    python -m pyserini_llama.search --index indexes/scifact-repllama \\
-        --topics ../data/beir-scifact/queries.jsonl --output runs/scifact-repllama.trec --hits 1000
+    python -m pyserini_llama.search --index indexes/scifact-repllama-smollm2 \
+        --topics ../shared/ir/beir-scifact --split test --output runs/scifact-repllama.trec --hits 1000
     python -m pyserini_llama.search --index beir-scifact.repllama-smollm2 ...   # a prebuilt index, by name
 
 ``--index`` is a folder or a name from ``python -m pyserini_llama.prebuilt_indexes --list`` (read from the
 cache, downloaded when it has a download). The query encoder defaults to the one recorded in the index folder
-by ``python -m pyserini_llama.encode``.
-The run is a TREC file (written atomically), the same as ``python -m pyserini.search.faiss`` writes.
+by ``python -m pyserini_llama.encode``. The run is a TREC file (written atomically), the same as
+``python -m pyserini.search.faiss`` writes.
 """
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import UserError, run_cli
+from . import cli
+from .errors import UserError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pyserini_llama.search", description=__doc__.splitlines()[0])
-    parser.add_argument("--index", required=True,
-                        help="index folder (index + docid), or a prebuilt index name (see python -m "
-                             "pyserini_llama.prebuilt_indexes --list)")
-    parser.add_argument("--topics", required=True, help="BEIR queries.jsonl, qid<TAB>text TSV, or a BEIR folder")
-    parser.add_argument("--output", required=True, help="TREC run to write")
-    parser.add_argument("--encoder", help="query encoder checkpoint (default: the one that built the index)")
-    parser.add_argument("--hits", type=int, default=1000)
-    parser.add_argument("--max-length", type=int, help="query tokens incl. BOS/EOS (default: the checkpoint's)")
-    parser.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (default)")
-    parser.add_argument("--dtype", help="bfloat16, float16 or float32 (default: the checkpoint's)")
+def build_parser():
+    parser = cli.parser("python -m pyserini_llama.search", __doc__)
+    parser.add_argument("--index", required=True, help="index folder (index + docid), or a prebuilt index name "
+                                                       "(python -m pyserini_llama.prebuilt_indexes --list)")
+    parser.add_argument("--topics", required=True, help="topics TSV, BEIR queries.jsonl, BEIR folder or "
+                                                        "collection name")
+    parser.add_argument("--split", help="with a BEIR folder or collection: only the queries of this split")
+    cli.add_output(parser, help="TREC run to write")
+    cli.add_checkpoint(parser, "--encoder", None, "query encoder (default: the one that built the index)")
+    parser.add_argument("--hits", type=cli.positive_int, default=1000)
+    parser.add_argument("--max-length", type=cli.int_at_least(2),
+                        help="query tokens incl. BOS/EOS (default: the checkpoint's)")
+    cli.add_device(parser)
     parser.add_argument("--fp16", action="store_true", help="hold the index in fp16 on the device (half memory)")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "faiss"],
                         help="auto: faiss on CPU when installed, else torch matmul + top-k")
     parser.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
     parser.add_argument("--output-format", default="trec", choices=["trec", "msmarco"])
     parser.add_argument("--tag", default="repllama")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    cli.add_verbose(parser)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from .data.atomic import check_output_path
+    from .data.collections import open_topics
     from .data.trec import write_run
     from .dense.index import read_index_info
     from .dense.search import DenseSearcher
-    from .encode import default_device
     from .encoders.repllama import RepLlamaEncoder
     from .prebuilt_indexes.registry import resolve_index
-    from .rerank import open_topics
+    from .runtime import resolve_device
 
-    if args.hits <= 0:
-        raise UserError(f"--hits must be positive, got {args.hits}")
     check_output_path(args.output, args.overwrite)
-    topics = open_topics(args.topics)
+    device = resolve_device(args.device)
+    topics = open_topics(args.topics, split=args.split)
     index = resolve_index(args.index)
     name = args.encoder or (read_index_info(index) or {}).get("encoder")
     if not name:
         raise UserError(f"{args.index}: the index does not record its encoder; pass --encoder")
-    device = default_device() if args.device == "auto" else args.device
-    encoder = RepLlamaEncoder.from_checkpoint(name, device=device, dtype=args.dtype)
+    encoder = RepLlamaEncoder.from_checkpoint(name, device=device, dtype=args.dtype,
+                                              trust_remote_code=args.trust_remote_code)
     if args.max_length:
         encoder = encoder.with_config(query_max_length=args.max_length)
     searcher = DenseSearcher(index, encoder, device=device, fp16=args.fp16, backend=args.backend)
@@ -73,9 +72,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run = {qid: [h for h in hits if h[0] != qid][:args.hits] for qid, hits in run.items()}
     write_run(run, args.output, tag=args.tag, fmt=args.output_format, overwrite=args.overwrite)
     print(f"searched {len(topics)} queries over {len(searcher.docids)} documents ({searcher.backend} on "
-          f"{device}) in {time.perf_counter() - start:.1f} s; wrote {Path(args.output)}")
+          f"{device}) in {time.perf_counter() - start:.1f} s; wrote {args.output}")
     return 0
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli.run_cli(main)

@@ -19,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyserini_llama.data.atomic import atomic_write  # noqa: E402
-from pyserini_llama.errors import UserError, run_cli  # noqa: E402
+from pyserini_llama.cli import run_cli
+from pyserini_llama.errors import UserError  # noqa: E402
 
 
 def is_dev(qid: str, fraction: float) -> bool:

@@ -58,12 +58,12 @@ def dense_run(name, checkpoint, folder: BeirFolder, queries, device, passage_len
     if cache.exists():
         docs = np.load(cache)
     else:
-        docs = encoder.encode_passages([corpus[i] for i in ids], max_length=passage_length, show_progress=False)
+        docs = encoder.encode_passages([corpus[i] for i in ids], max_length=passage_length, progress=False)
         embeddings.mkdir(parents=True, exist_ok=True)
         with atomic_write(cache, "wb") as f:
             np.save(f, docs)
     qids = list(queries)
-    q = encoder.encode_queries([queries[i] for i in qids], show_progress=False)
+    q = encoder.encode_queries([queries[i] for i in qids], progress=False)
     scores = torch.from_numpy(q) @ torch.from_numpy(docs).T
     top = torch.topk(scores, k=min(1000, len(ids)), dim=1)
     run = {qid: [(ids[j], float(s)) for s, j in zip(top.values[r].tolist(), top.indices[r].tolist())]

@@ -4,7 +4,7 @@ that looks finished.
 Each case asserts: a non-zero exit (2 for user errors); the last line of stderr is ``error: ...`` naming what
 is wrong and where (file:line or the argument); no Python traceback; the output path does not exist, or a
 pre-existing output is byte-for-byte unchanged. One case per CLI runs as a real subprocess (so exit codes and
-stderr are the real ones); the rest call ``main(argv)`` through :func:`pyserini_llama.errors.run_cli` in
+stderr are the real ones); the rest call ``main(argv)`` through :func:`pyserini_llama.cli.run_cli` in
 process, which is what ``python -m`` does, without paying for an interpreter start each time.
 
 With ``PYSERINI_LLAMA_RELIABILITY_REPORT=<folder>`` set, a summary (cases tried, passed) is written there.
@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TOY_DOCS, cli_env
-from pyserini_llama import errors
+from pyserini_llama import cli, errors
 
 REPORT_ENV = "PYSERINI_LLAMA_RELIABILITY_REPORT"
 TRACEBACK = "Traceback (most recent call last)"
@@ -92,7 +92,7 @@ def w(tmp_path_factory) -> World:
     from pyserini_llama.dense import build_index
     from pyserini_llama.dense.faiss_format import write_docids, write_flat_index
     from pyserini_llama.encoders.repllama import RepLlamaEncoder
-    from pyserini_llama.models.checkpoint import CheckpointConfig
+    from pyserini_llama.models.config import CheckpointConfig
     from pyserini_llama.testing import build_tiny_llama
     from test_download import FileServer, index_tarball, md5
 
@@ -118,7 +118,7 @@ def w(tmp_path_factory) -> World:
 
     beir = write_beir(root / "beir")
     index = build_index(RepLlamaEncoder.from_checkpoint(str(model)), beir / "corpus.jsonl", root / "index",
-                        show_progress=False)
+                        progress=False)
     index32 = root / "index32"
     index32.mkdir()
     write_flat_index(index32 / "index", np.random.default_rng(0).standard_normal((6, 32)).astype(np.float32))
@@ -301,10 +301,10 @@ CASES = [
          r"adapter-for-64: adapter does not fit base model .*model32", out("idx")),
     Case("encode-negative-batch-tokens", "pyserini_llama.encode",
          lambda w, tmp: encode_argv()(w, tmp) + ["--max-tokens-per-batch", "-5"],
-         r"--max-tokens-per-batch must be positive, got -5", out("idx")),
+         r"argument --max-tokens-per-batch: must be at least 1, got -5", out("idx")),
     Case("encode-zero-shard-size", "pyserini_llama.encode",
          lambda w, tmp: encode_argv()(w, tmp) + ["--shard-size", "0"],
-         r"--shard-size must be positive, got 0", out("idx")),
+         r"argument --shard-size: must be at least 1, got 0", out("idx")),
     Case("encode-queries-output-exists", "pyserini_llama.encode",
          lambda w, tmp: ["queries", "--topics", str(w.beir / "queries.jsonl"), "--output", str(tmp / "enc"),
                          "--encoder", str(w.model), "--device", "cpu"],
@@ -331,9 +331,9 @@ CASES = [
          lambda w, tmp: search_argv(lambda w: w.truncated)(w, tmp) + ["--backend", "torch"],
          r"truncated/index: file has \d+ bytes, the header promises \d+", out("run.trec")),
     Case("search-zero-hits", "pyserini_llama.search", lambda w, tmp: search_argv()(w, tmp) + ["--hits", "0"],
-         r"--hits must be positive, got 0", out("run.trec")),
+         r"argument --hits: must be at least 1, got 0", out("run.trec")),
     Case("search-negative-hits", "pyserini_llama.search", lambda w, tmp: search_argv()(w, tmp) + ["--hits=-3"],
-         r"--hits must be positive, got -3", out("run.trec")),
+         r"argument --hits: must be at least 1, got -3", out("run.trec")),
     Case("search-output-exists", "pyserini_llama.search", search_argv(),
          r"run\.trec already exists; pass --overwrite", existing=existing_file("run.trec")),
     Case("search-topics-non-utf8", "pyserini_llama.search",
@@ -348,7 +348,7 @@ CASES = [
          rerank_argv(lambda w, tmp: lines(tmp / "r.trec", "q3 Q0 d3 1 2.0 x", "q3 Q0 nope 2 1.0 x")),
          r"1 documents of the run are not in the corpus \(e\.g\. 'nope'\)", out("out.trec"), subprocess=True),
     Case("rerank-negative-hits", "pyserini_llama.rerank", lambda w, tmp: rerank_argv()(w, tmp) + ["--hits=-1"],
-         r"--hits must be positive, got -1", out("out.trec")),
+         r"argument --hits: must be at least 1, got -1", out("out.trec")),
     Case("rerank-broken-run-line", "pyserini_llama.rerank",
          rerank_argv(lambda w, tmp: lines(tmp / "r.trec", "q3 Q0 d3 1 2.0 x", "q3 Q0 d1 2 x")),
          r"r\.trec:2: expected 6 columns \(TREC\) or 3 columns \(MS MARCO\), got 5", out("out.trec")),
@@ -359,7 +359,7 @@ CASES = [
          r"out\.trec already exists; pass --overwrite", existing=existing_file("out.trec")),
     Case("rerank-zero-batch-tokens", "pyserini_llama.rerank",
          lambda w, tmp: rerank_argv()(w, tmp) + ["--batch-tokens", "0"],
-         r"--batch-tokens must be positive, got 0", out("out.trec")),
+         r"argument --batch-tokens: must be at least 1, got 0", out("out.trec")),
 
     # pipeline: python -m pyserini_llama.pipeline
     Case("pipeline-qrels-for-unknown-queries", "pyserini_llama.pipeline",
@@ -371,7 +371,7 @@ CASES = [
     Case("pipeline-zero-hits", "pyserini_llama.pipeline",
          lambda w, tmp: ["--collection", str(w.beir), "--hits", "0", "--work-dir", str(tmp / "work"),
                          "--device", "cpu"],
-         r"--hits must be positive, got 0", out("work")),
+         r"argument --hits: must be at least 1, got 0", out("work")),
     Case("pipeline-too-old-java", "pyserini_llama.pipeline",
          lambda w, tmp: ["--collection", str(w.beir), "--dense", "none", "--reranker", "none",
                          "--work-dir", str(tmp / "work"), "--device", "cpu"],
@@ -411,7 +411,7 @@ CASES = [
     Case("eval-qrels-non-utf8", "pyserini_llama.eval", eval_argv(qrels_raw=b"q3 0 d3 1\nq4 0 d\xff4 1\n"),
          r"qrels\.tsv:2: not valid UTF-8"),
     Case("eval-qrels-relevance-not-integer", "pyserini_llama.eval", eval_argv(qrels_raw=b"q3 0 d3 yes\n"),
-         r"qrels\.tsv:1: relevance 'yes' is not an integer"),
+         r"qrels\.tsv:1: relevance 'yes' is not a number"),
     Case("eval-unknown-metric", "pyserini_llama.eval", lambda w, tmp: eval_argv()(w, tmp) + ["--metrics", "nDGC@10"],
          r"unknown metric 'nDGC@10'"),
     Case("eval-empty-run", "pyserini_llama.eval", eval_argv(""), r"run\.trec: run is empty"),
@@ -448,7 +448,7 @@ CASES = [
          subprocess=True, env=lambda w, tmp: hide_java(tmp, "1.8.0_392")),
     Case("bm25-zero-hits", "pyserini_llama.bm25",
          lambda w, tmp: ["--collection", str(w.beir), "--output", str(tmp / "r.trec"), "--hits", "0"],
-         r"--hits must be positive, got 0", out("r.trec")),
+         r"argument --hits: must be at least 1, got 0", out("r.trec")),
 
     # convert: python -m pyserini_llama.convert
     Case("convert-non-utf8", "pyserini_llama.convert",
@@ -483,7 +483,7 @@ def invoke(case: Case, w: World, tmp: Path, capsys, monkeypatch) -> tuple:
     if not hasattr(module, "main"):  # a package whose CLI lives in __main__
         module = importlib.import_module(f"{case.module}.__main__")
     with pytest.raises(SystemExit) as exit_info:
-        errors.run_cli(module.main, argv)
+        cli.run_cli(module.main, argv)
     return exit_info.value.code, capsys.readouterr().err
 
 
@@ -526,7 +526,7 @@ def test_ten_megabyte_document_is_truncated_not_fatal(w: World, tmp_path, capsys
     assert read_docids(tmp_path / "idx" / "docid") == ["d1", "d2", "d3"]
     # the long document's vector is that of its first 32 tokens
     encoder = RepLlamaEncoder.from_checkpoint(str(w.model))
-    short = encoder.encode_passages([("t", TEN_MB[:2000])], show_progress=False)
+    short = encoder.encode_passages([("t", TEN_MB[:2000])], progress=False)
     np.testing.assert_allclose(np.asarray(read_flat_index(tmp_path / "idx" / "index").vectors[1]), short[0],
                                atol=1e-5)
     assert seconds < 60

@@ -1,7 +1,7 @@
 """BM25 through Pyserini itself reproduces the published BEIR SciFact numbers."""
 import pytest
 
-from pyserini_llama.bm25 import build_lucene_index, bm25_search, convert_to_jsoncollection
+from pyserini_llama.lucene import build_lucene_index, bm25_search, convert_to_jsoncollection
 from pyserini_llama.data.collections import resolve_collection
 from pyserini_llama.eval import evaluate
 from tests.conftest import run_cli

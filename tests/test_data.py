@@ -69,7 +69,7 @@ def test_qrels_formats_and_errors(tmp_path):
     beir = write(tmp_path / "q.tsv", "query-id\tcorpus-id\tscore\n1\td1\t2\n1\td2\t0\n")
     trec = write(tmp_path / "q.txt", "1 0 d1 2\n1 0 d2 0\n")
     assert load_qrels(beir) == load_qrels(trec) == {"1": {"d1": 2, "d2": 0}}
-    with pytest.raises(DataError, match=r"q2.tsv:2: score 'x' is not a number"):
+    with pytest.raises(DataError, match=r"q2.tsv:2: relevance 'x' is not a number"):
         load_qrels(write(tmp_path / "q2.tsv", "query-id\tcorpus-id\tscore\n1\td1\tx\n"))
 
 

@@ -129,8 +129,8 @@ def test_search_cli(tmp_path, beir_folder):
     from pyserini_llama.data.beir import load_corpus, load_queries
 
     docs, queries = load_corpus(beir_folder / "corpus.jsonl"), load_queries(beir_folder / "queries.jsonl")
-    scores = enc.encode_queries(list(queries.values()), show_progress=False) @ \
-        enc.encode_passages(list(docs.values()), show_progress=False).T
+    scores = enc.encode_queries(list(queries.values()), progress=False) @ \
+        enc.encode_passages(list(docs.values()), progress=False).T
     for row, qid in zip(scores, queries):
         assert [d for d, _ in run[qid]] == [list(docs)[i] for i in np.argsort(-row)[:3]]
         assert run[qid][0][1] == pytest.approx(float(row.max()), abs=1e-4)

@@ -23,7 +23,7 @@ N_DOCS, SHARD = 23, 5  # 5 shards, the last one short
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from pyserini_llama.models.checkpoint import CheckpointConfig
+    from pyserini_llama.models.config import CheckpointConfig
     from pyserini_llama.testing import build_tiny_llama
 
     folder = build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", task="embedding")
@@ -52,7 +52,7 @@ def encoder(model):
 def reference(tmp_path_factory, encoder, corpus):
     """An uninterrupted run."""
     return build_index(encoder, corpus, tmp_path_factory.mktemp("ref") / "idx", shard_size=SHARD,
-                       show_progress=False)
+                       progress=False)
 
 
 def same_index(a, b):
@@ -70,7 +70,7 @@ def test_reference_index(reference, encoder, corpus):
     docs = load_corpus(corpus)
     flat = read_flat_index(reference / "index")
     assert read_docids(reference / "docid") == list(docs)
-    direct = encoder.encode_passages(list(docs.values()), show_progress=False)
+    direct = encoder.encode_passages(list(docs.values()), progress=False)
     np.testing.assert_allclose(np.asarray(flat.vectors), direct, atol=1e-5)
     info = json.loads((reference / INFO_NAME).read_text())
     assert info["count"] == N_DOCS and info["dimension"] == encoder.dimension
@@ -90,7 +90,7 @@ def test_killed_run_resumes_from_last_shard(tmp_path, encoder, corpus, reference
     monkeypatch.setattr(RepLlamaEncoder, "encode_passages", dies_on_third_shard)
     index = tmp_path / "idx"
     with pytest.raises(Killed):
-        build_index(encoder, corpus, index, shard_size=SHARD, show_progress=False)
+        build_index(encoder, corpus, index, shard_size=SHARD, progress=False)
     assert not index.exists()  # nothing that looks finished
     assert sorted(p.name for p in work_dir_for(index).glob("shard-*")) == ["shard-00000.npz", "shard-00001.npz"]
 
@@ -99,22 +99,31 @@ def test_killed_run_resumes_from_last_shard(tmp_path, encoder, corpus, reference
     resumed_calls = []
     monkeypatch.setattr(RepLlamaEncoder, "encode_passages",
                         lambda self, docs, **kw: resumed_calls.append(docs[0].docid) or original(self, docs, **kw))
-    build_index(encoder, corpus, index, shard_size=SHARD, show_progress=False)
+    build_index(encoder, corpus, index, shard_size=SHARD, progress=False)
     assert resumed_calls == ["d10", "d15", "d20"]  # only the unfinished shards
     assert same_index(index, reference)
 
 
 def test_changed_settings_and_existing_index(tmp_path, encoder, corpus, monkeypatch):
     index = tmp_path / "idx"
-    monkeypatch.setattr(RepLlamaEncoder, "encode_passages", lambda self, docs, **kw: (_ for _ in ()).throw(Killed()))
+    original = RepLlamaEncoder.encode_passages
+    calls = []
+
+    def dies_on_second_shard(self, docs, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Killed()
+        return original(self, docs, **kwargs)
+
+    monkeypatch.setattr(RepLlamaEncoder, "encode_passages", dies_on_second_shard)
     with pytest.raises(Killed):
-        build_index(encoder, corpus, index, shard_size=SHARD, show_progress=False)
+        build_index(encoder, corpus, index, shard_size=SHARD, progress=False)
     monkeypatch.undo()
-    with pytest.raises(UserError, match="other settings.*shard_size"):
-        build_index(encoder, corpus, index, shard_size=SHARD + 1, show_progress=False)
-    build_index(encoder, corpus, index, shard_size=SHARD + 1, overwrite=True, show_progress=False)
+    with pytest.raises(UserError, match="1 finished shard.*other settings.*shard_size"):
+        build_index(encoder, corpus, index, shard_size=SHARD + 1, progress=False)
+    build_index(encoder, corpus, index, shard_size=SHARD + 1, overwrite=True, progress=False)
     with pytest.raises(UserError, match="already exists"):
-        build_index(encoder, corpus, index, shard_size=SHARD + 1, show_progress=False)
+        build_index(encoder, corpus, index, shard_size=SHARD + 1, progress=False)
 
 
 def test_torchrun_two_ranks_make_the_same_index(tmp_path, model, corpus, reference):

@@ -133,7 +133,7 @@ def test_beir_iter_corpus(folder, data):
 
 
 @SETTINGS
-@given(run=file_bytes, qrels=file_bytes, negatives=st.integers(-2, 5))
+@given(run=file_bytes, qrels=file_bytes, negatives=st.integers(1, 5))  # bad counts: argparse, test_bad_input
 def test_mine_negatives_input(folder, run, qrels, negatives):
     """The mine_negatives CLI on fuzzed run and qrels files: exit 0 with a JSONL file, or a clear error."""
     from pyserini_llama.mine_negatives import main

@@ -124,7 +124,7 @@ def test_unknown_names_fail_with_one_line_and_close_names(beir_folder, tmp_path)
 
 
 def test_paths_and_collection_names_keep_working(tmp_path):
-    from pyserini_llama.rerank import resolve_documents
+    from pyserini_llama.data.documents import resolve_documents
 
     assert registry.resolve_index(str(tmp_path)) == tmp_path
     (tmp_path / "corpus.jsonl").write_text("")

@@ -62,7 +62,7 @@ def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], extra_delay: fl
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    from pyserini_llama.models.checkpoint import CheckpointConfig
+    from pyserini_llama.models.config import CheckpointConfig
     from pyserini_llama.testing import build_tiny_llama
 
     folder = build_tiny_llama(tmp_path_factory.mktemp("interrupt") / "model", task="embedding", hidden_size=64)

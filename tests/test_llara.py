@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from pyserini_llama.encoders.llara import PROMPT_FORMATS, LlaraEncoder, add_prompt_tokens
+from pyserini_llama.encoders.llara import LlaraEncoder, add_prompt_tokens
+from pyserini_llama.models.presets import PROMPT_FORMATS
 from pyserini_llama.train.llara_data import (LlaraCollator, PretrainExample, attention_and_positions,
                                              document_examples, remove_stop_words, split_sentences)
 
@@ -68,7 +69,7 @@ def tiny_released(tmp_path_factory):
     add_prompt_tokens(tok, model, PROMPT_FORMATS["released"])
     model.save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
-    PROMPT_FORMATS["released"].checkpoint_config(tok, dtype="float32", query_max_length=96,
+    PROMPT_FORMATS["released"].checkpoint_config(tok.eos_token, dtype="float32", query_max_length=96,
                                                  passage_max_length=128).save(folder)
     return folder
 
@@ -130,8 +131,8 @@ def test_encoder_parity_with_reference_recipe(tiny_released):
     from transformers import AutoModel, AutoTokenizer
 
     enc = LlaraEncoder.from_checkpoint(str(tiny_released), device="cpu", dtype="float32")
-    queries = enc.encode_queries(TEXTS, show_progress=False)
-    passages = enc.encode_passages([("Title", TEXTS[0]), ("", TEXTS[1]), TEXTS[2]], show_progress=False)
+    queries = enc.encode_queries(TEXTS, progress=False)
+    passages = enc.encode_passages([("Title", TEXTS[0]), ("", TEXTS[1]), TEXTS[2]], progress=False)
     model, tok = AutoModel.from_pretrained(str(tiny_released)).eval(), AutoTokenizer.from_pretrained(str(tiny_released))
     cfg = enc.config
     for i, text in enumerate(TEXTS):
@@ -160,7 +161,7 @@ def test_adaptation_loss_falls_and_checkpoint_encodes(tiny_llama, beir_folder, t
     enc = LlaraEncoder.from_checkpoint(str(out), dtype="float32")
     assert enc.config.kind == "llara" and enc.config.pooling_k == 1
     assert enc.config.passage_suffix == " The original sentence: </s>"
-    vectors = enc.encode_passages(TEXTS, max_length=48, show_progress=False)
+    vectors = enc.encode_passages(TEXTS, max_length=48, progress=False)
     assert vectors.shape == (3, 64)
     assert abs(float((vectors ** 2).sum(1).mean()) - 1) < 1e-5
 
@@ -189,7 +190,7 @@ def test_resume_continues_the_same_run(tiny_llama, beir_folder, tmp_path, monkey
     assert [round(v, 5) for _, v in cut] == [round(v, 5) for _, v in whole]
     enc = LlaraEncoder.from_checkpoint(str(tmp_path / "cut"), dtype="float32")  # the merged LoRA model
     assert enc.config.extra["prompt_format"] == "released" and enc.config.pooling_k == 8
-    assert enc.encode_queries(TEXTS[:1], max_length=96, show_progress=False).shape == (1, 64)
+    assert enc.encode_queries(TEXTS[:1], max_length=96, progress=False).shape == (1, 64)
 
 
 def test_pyserini_adapters_match_encoder(tiny_released):
@@ -200,16 +201,7 @@ def test_pyserini_adapters_match_encoder(tiny_released):
     q = LlaraQueryEncoder(str(tiny_released), device="cpu")
     d = LlaraDocumentEncoder(str(tiny_released), device="cpu")
     torch.testing.assert_close(torch.from_numpy(q.encode(TEXTS[0])),
-                               torch.from_numpy(enc.encode_queries(TEXTS[:1], show_progress=False)[0]))
+                               torch.from_numpy(enc.encode_queries(TEXTS[:1], progress=False)[0]))
     got = d.encode(texts=TEXTS[:2], titles=["Title", ""], max_length=128)
-    want = enc.encode_passages([("Title", TEXTS[0]), ("", TEXTS[1])], show_progress=False)
+    want = enc.encode_passages([("Title", TEXTS[0]), ("", TEXTS[1])], progress=False)
     torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(want))
-
-
-def test_builtin_llara_entry_matches_released_format():
-    from pyserini_llama.encoders.llara import PROMPT_FORMATS
-    from pyserini_llama.models.checkpoint import BUILTIN
-
-    assert BUILTIN["llara"]["path"] == "BAAI/LLARA-passage"
-    assert BUILTIN["llara"]["config"] == PROMPT_FORMATS["released"].checkpoint_config(
-        query_max_length=64, passage_max_length=512, dtype="bfloat16")

@@ -44,7 +44,7 @@ def test_cli_writes_jsonl_atomically_and_refuses_bad_input(tmp_path):
     assert rows[0] == {"query_id": "q1", "positives": ["d0", "d3", "d60"], "negatives": ["d1", "d2", "d4", "d5"]}
     with pytest.raises(UserError, match="already exists"):
         mn.main(["--run", str(run), "--qrels", str(qrels), "--output", str(out)])
-    with pytest.raises(UserError, match="skip-top"):
+    with pytest.raises(UserError, match="skipping the top"):
         mn.main(["--run", str(run), "--qrels", str(qrels), "--output", str(tmp_path / "x"), "--depth", "5",
                  "--skip-top", "5"])
     test_qrels = tmp_path / "test.tsv"

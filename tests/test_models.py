@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from pyserini_llama.errors import UserError
-from pyserini_llama.models.checkpoint import CheckpointConfig, resolve_checkpoint
+from pyserini_llama.models.config import CheckpointConfig
+from pyserini_llama.models.load import resolve_checkpoint
 from pyserini_llama.models.load import load_checkpoint
-from pyserini_llama.models.loader import resolve_model_path
+from pyserini_llama.models.hub import resolve_model_path
 from pyserini_llama.testing import build_tiny_llama
 
 

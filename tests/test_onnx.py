@@ -9,7 +9,7 @@ pytest.importorskip("onnxruntime")
 from pyserini_llama.encoders.onnx import ONNX_NAME, OnnxEncoder, main  # noqa: E402
 from pyserini_llama.encoders.repllama import RepLlamaEncoder  # noqa: E402
 from pyserini_llama.errors import UserError  # noqa: E402
-from pyserini_llama.models.checkpoint import CheckpointConfig  # noqa: E402
+from pyserini_llama.models.config import CheckpointConfig  # noqa: E402
 
 # lengths and batch sizes unlike the export sample: the dynamic axes must hold
 QUERIES = ["protein", "heat transfer in the boundary layer of a supersonic wing " * 4, "gene expression in mice",
@@ -30,7 +30,7 @@ def exported(tmp_path_factory):
 def test_onnx_matches_torch(exported):
     model, folder = exported
     assert (folder / ONNX_NAME).is_file() and (folder / "pyserini_llama.json").is_file()
-    torch_vectors = RepLlamaEncoder.from_checkpoint(str(model)).encode_queries(QUERIES, show_progress=False)
+    torch_vectors = RepLlamaEncoder.from_checkpoint(str(model)).encode_queries(QUERIES, progress=False)
     onnx_vectors = OnnxEncoder(folder, max_tokens_per_batch=40).encode_queries(QUERIES)  # several batches
     cosine = (torch_vectors * onnx_vectors).sum(1) / np.linalg.norm(onnx_vectors, axis=1)
     assert cosine.min() >= 0.999
@@ -43,7 +43,7 @@ def test_pyserini_onnx_query_encoder(exported):
 
     model, folder = exported
     encoder = RepLlamaOnnxQueryEncoder(encoder_dir=str(folder), device="cpu")
-    reference = RepLlamaEncoder.from_checkpoint(str(model)).encode_queries(QUERIES[:2], show_progress=False)
+    reference = RepLlamaEncoder.from_checkpoint(str(model)).encode_queries(QUERIES[:2], progress=False)
     vector = encoder.encode(QUERIES[0])
     assert vector.shape == (reference.shape[1],)
     np.testing.assert_allclose(vector, reference[0], atol=1e-4)

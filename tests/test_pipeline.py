@@ -9,7 +9,9 @@ import pytest
 from pyserini_llama import pipeline
 from pyserini_llama.data.trec import load_run
 
-STAGES = ["bm25", "dense", "rrf", "hybrid", "rrf+rankllama", "rrf[rrf+rankllama,rrf]"]
+STAGES = ["BM25", "RepLLaMA (re-scores BM25 top-10)", "BM25+RepLLaMA (RRF)", "BM25+RepLLaMA (hybrid)",
+          "RankLLaMA on BM25+RepLLaMA (RRF) top-10", "RankLLaMA+its input (RRF)"]
+RERANKED, FUSED = STAGES[4], STAGES[2]
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +27,17 @@ def packaged(tmp_path_factory) -> Path:
 
 def fake_bm25(monkeypatch):
     """Term-overlap ranking in place of Lucene, so the pipeline logic is tested without Java."""
-    from pyserini_llama import bm25
+    import json
+
+    from pyserini_llama import lucene
     from pyserini_llama.data.beir import load_corpus
 
     def build(corpus, index_dir, **kwargs):
-        Path(index_dir).mkdir(parents=True)
+        Path(index_dir).mkdir(parents=True, exist_ok=True)
         (Path(index_dir) / "corpus").write_text(str(corpus))
+        (Path(index_dir) / "segments_1").write_text("")
+        (Path(index_dir) / lucene.SOURCE_NAME).write_text(json.dumps(lucene.index_source(corpus)))
+        return Path(index_dir)
 
     def search(index_dir, queries, k=1000, **kwargs):
         corpus = load_corpus((Path(index_dir) / "corpus").read_text())
@@ -41,36 +48,36 @@ def fake_bm25(monkeypatch):
             run[qid] = sorted(((d, s) for d, s in scores.items() if s > 0), key=lambda h: (-h[1], h[0]))[:k]
         return run
 
-    monkeypatch.setattr(bm25, "build_lucene_index", build)
-    monkeypatch.setattr(bm25, "bm25_search", search)
+    monkeypatch.setattr(lucene, "build_lucene_index", build)
+    monkeypatch.setattr(lucene, "bm25_search", search)
 
 
 def test_pipeline_all_stages_then_cached(beir_folder, packaged, tmp_path, monkeypatch, capsys):
-    from pyserini_llama.models import checkpoint
+    from pyserini_llama.models import presets
 
-    monkeypatch.setattr(checkpoint, "PACKAGED_DIR", packaged)
+    monkeypatch.setattr(presets, "PACKAGED_DIR", packaged)
     fake_bm25(monkeypatch)
     work = tmp_path / "work"
     assert pipeline.main(["--collection", str(beir_folder), "--work-dir", str(work), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "device: cpu (no GPU found)" in out
-    assert "reranking the top 10 of rrf for 2 queries" in out and "CPU defaults" in out
+    assert "reranking the top 10 of BM25+RepLLaMA (RRF) for 2 queries" in out
     table = out[out.index("system"):].splitlines()
     assert table[0].split() == ["system", "nDCG@10", "R@100", "MRR@10", "time"]
-    assert [line.split()[0] for line in table[1:7]] == STAGES
+    assert [line[:len(name)] for line, name in zip(table[1:7], STAGES)] == STAGES
 
     result = json.loads((work / "pipeline.json").read_text())
     assert list(result["stages"]) == STAGES and result["queries"] == 2 and result["rerank_depth"] == 10
     for path in result["runs"].values():
         run = load_run(path)
         assert set(run) <= {"q1", "q2", "q3", "q4"}
-    reranked = load_run(result["runs"]["rrf+rankllama"])
-    fused = load_run(result["runs"]["rrf"])
+    reranked = load_run(result["runs"][RERANKED])
+    fused = load_run(result["runs"][FUSED])
     assert set(reranked) == {"q3", "q4"}  # the test split's queries
     for qid in reranked:
         assert sorted(d for d, _ in reranked[qid]) == sorted(d for d, _ in fused[qid])
     # the rerank stage's R@100 equals its input's: reranking only reorders
-    assert result["stages"]["rrf+rankllama"]["R@100"] == pytest.approx(result["stages"]["rrf"]["R@100"])
+    assert result["stages"][RERANKED]["R@100"] == pytest.approx(result["stages"][FUSED]["R@100"])
     assert (work / "pipeline.png").read_bytes()[:4] == b"\x89PNG"
 
     assert pipeline.main(["--collection", str(beir_folder), "--work-dir", str(work), "--device", "cpu"]) == 0
@@ -82,22 +89,24 @@ def test_pipeline_all_stages_then_cached(beir_folder, packaged, tmp_path, monkey
 
 
 def test_pipeline_says_missing_checkpoints_are_skipped(beir_folder, tmp_path, monkeypatch, capsys):
-    from pyserini_llama.models import checkpoint
+    from pyserini_llama.models import presets
 
-    monkeypatch.setattr(checkpoint, "PACKAGED_DIR", tmp_path / "none")
+    monkeypatch.setattr(presets, "PACKAGED_DIR", tmp_path / "none")
     fake_bm25(monkeypatch)
     assert pipeline.main(["--collection", str(beir_folder), "--work-dir", str(tmp_path / "w")]) == 0
     out = capsys.readouterr().out
     assert f"dense stage skipped: the packaged checkpoint '{pipeline.DEFAULT_DENSE}' is missing" in out
     assert f"reranker stage skipped: the packaged checkpoint '{pipeline.DEFAULT_RERANKER}' is missing" in out
-    assert [line.split()[0] for line in out[out.index("system"):].splitlines()[1:2]] == ["bm25"]
+    assert [line.split()[0] for line in out[out.index("system"):].splitlines()[1:2]] == ["BM25"]
 
 
-def test_pipeline_bad_arguments(beir_folder, tmp_path):
+def test_pipeline_bad_arguments(beir_folder, tmp_path, capsys):
     from pyserini_llama.errors import UserError
 
-    with pytest.raises(UserError, match="--rerank-depth must be positive"):
+    with pytest.raises(SystemExit) as exit_info:
         pipeline.main(["--collection", str(beir_folder), "--rerank-depth", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --rerank-depth: must be at least 1, got 0" in capsys.readouterr().err
     with pytest.raises(UserError, match="--rerank-input dense: no such stage"):
         pipeline.main(["--collection", str(beir_folder), "--work-dir", str(tmp_path), "--dense", "none",
                        "--reranker", "x", "--rerank-input", "dense"])
@@ -112,7 +121,7 @@ def test_pipeline_end_to_end_with_lucene(beir_folder, packaged, tmp_path, monkey
                    "--dense", str(packaged / pipeline.DEFAULT_DENSE), "--reranker",
                    str(packaged / pipeline.DEFAULT_RERANKER), "--max-queries", "0", check=True)
     table = proc.stdout[proc.stdout.index("system"):].splitlines()
-    assert [line.split()[0] for line in table[1:7]] == STAGES
+    assert [line[:len(name)] for line, name in zip(table[1:7], STAGES)] == STAGES
     bm25 = dict(zip(table[0].split(), table[1].split()))
     assert float(bm25["nDCG@10"]) == pytest.approx(1.0)  # toy queries name their document's words
     assert (tmp_path / "w" / "pipeline.png").exists()

@@ -124,7 +124,7 @@ def test_lucene_recipe_builds_a_searchable_index(cache, tmp_path, beir_folder):
     extra = write_registry(tmp_path / "reg", [dict(name="toy.flat", type="lucene", collection=str(beir_folder),
                                                    model="bm25", recipe={"kind": "lucene"})])
     path = registry.build_index_from_recipe(registry.get_descriptor("toy.flat", [extra]))
-    from pyserini_llama.bm25 import bm25_search
+    from pyserini_llama.lucene import bm25_search
 
     run = bm25_search(path, {"q3": "boundary layer heat"}, k=3)
     assert run["q3"][0][0] == "d3"

@@ -27,7 +27,7 @@ MAX_P = 64
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny checkpoint folder whose name contains 'repllama', a BEIR corpus and a topics TSV."""
-    from pyserini_llama.models.checkpoint import CheckpointConfig
+    from pyserini_llama.models.config import CheckpointConfig
     from pyserini_llama.testing import build_tiny_llama
 
     root = tmp_path_factory.mktemp("pyserini")
@@ -62,7 +62,7 @@ def test_query_encoder(setup, encoder):
         warnings.simplefilter("always")
         qenc = RepLlamaQueryEncoder(encoder_dir=str(setup[1]), device="cuda:0")  # Pyserini's default device
     assert any("CUDA is not available" in str(w.message) for w in caught)
-    expected = encoder.encode_queries(list(TOPICS.values()), show_progress=False)
+    expected = encoder.encode_queries(list(TOPICS.values()), progress=False)
     vector = qenc.encode(TOPICS["1"])
     assert vector.shape == (encoder.dimension,) and vector.dtype == np.float32
     np.testing.assert_allclose(vector, expected[0], atol=1e-5)
@@ -81,9 +81,9 @@ def test_document_encoder(setup, encoder):
     titles, texts = [d[1] for d in DOCS], [d[2] for d in DOCS]
     vectors = denc.encode(texts=texts, titles=titles, max_length=32, fp16=False, add_sep=False)
     np.testing.assert_allclose(vectors, encoder.encode_passages(list(zip(titles, texts)), max_length=32,
-                                                                show_progress=False), atol=1e-5)
+                                                                progress=False), atol=1e-5)
     no_titles = denc.encode(texts=texts, max_length=32)
-    np.testing.assert_allclose(no_titles, encoder.encode_passages(texts, max_length=32, show_progress=False),
+    np.testing.assert_allclose(no_titles, encoder.encode_passages(texts, max_length=32, progress=False),
                                atol=1e-5)
 
 
@@ -95,14 +95,14 @@ def test_encoded_queries_folder(setup, encoder, tmp_path):
                         "--output", str(tmp_path / "enc"), "--device", "cpu"]) == 0
     qenc = RepLlamaQueryEncoder(encoded_query_dir=str(tmp_path / "enc"))
     np.testing.assert_allclose(qenc.encode(TOPICS["2"]),
-                               encoder.encode_queries([TOPICS["2"]], show_progress=False)[0], atol=1e-6)
+                               encoder.encode_queries([TOPICS["2"]], progress=False)[0], atol=1e-6)
     with pytest.raises(UserError, match="not among the pre-encoded queries"):
         qenc.encode("never encoded")
 
 
 def expected_ranking(encoder, k=3):
-    scores = encoder.encode_queries(list(TOPICS.values()), show_progress=False) @ \
-        encoder.encode_passages([(t, x) for _, t, x in DOCS], max_length=MAX_P, show_progress=False).T
+    scores = encoder.encode_queries(list(TOPICS.values()), progress=False) @ \
+        encoder.encode_passages([(t, x) for _, t, x in DOCS], max_length=MAX_P, progress=False).T
     return {qid: [DOCS[i][0] for i in np.argsort(-row)[:k]] for qid, row in zip(TOPICS, scores)}
 
 
@@ -122,7 +122,7 @@ def test_pyserini_encode_writes_our_vectors(pyserini_index, encoder):
     from pyserini_llama.dense import read_docids, read_flat_index
 
     assert read_docids(pyserini_index / "docid") == [d[0] for d in DOCS]
-    direct = encoder.encode_passages([(t, x) for _, t, x in DOCS], max_length=MAX_P, show_progress=False)
+    direct = encoder.encode_passages([(t, x) for _, t, x in DOCS], max_length=MAX_P, progress=False)
     np.testing.assert_allclose(np.asarray(read_flat_index(pyserini_index / "index").vectors), direct, atol=1e-5)
 
 
@@ -147,7 +147,7 @@ def test_pyserini_search_faiss(setup, pyserini_index, encoder, how, tmp_path):
 @pytest.mark.integration
 def test_hybrid_cli_and_python_searchers(setup, pyserini_index, encoder, tmp_path):
     """pyserini.search.hybrid; FaissSearcher, with our encoder or our pre-encoded queries; HybridSearcher."""
-    from pyserini_llama.bm25 import build_lucene_index
+    from pyserini_llama.lucene import build_lucene_index
     from pyserini_llama.encode import write_encoded_queries
 
     root, model = setup

@@ -7,9 +7,9 @@ import torch
 
 from pyserini_llama.data.beir import Document
 from pyserini_llama.errors import UserError
-from pyserini_llama.rerankers import (RankLlamaReranker, default_config, format_pair, pair_template, rerank_hits,
-                                      tokenize_pairs)
-from pyserini_llama.rerankers.rankllama import inference_dtype
+from pyserini_llama.models.presets import rankllama_v1_config as default_config
+from pyserini_llama.rerankers import RankLlamaReranker, format_pair, pair_template, rerank_hits, tokenize_pairs
+from pyserini_llama.runtime import dtype_name
 
 CORPUS = {
     "d1": Document("d1", "Protein folding", "Proteins fold into structures in the cell."),
@@ -112,7 +112,7 @@ def test_rerank_bad_input(tiny_reranker_dir):
         reranker.rerank({"q1": "a", "q2": "b"}, RUN, CORPUS, progress=False)
     with pytest.raises(UserError, match="empty"):
         reranker.rerank(QUERIES, {}, CORPUS, progress=False)
-    with pytest.raises(UserError, match="--hits must be positive"):
+    with pytest.raises(ValueError, match="hits must be positive"):
         reranker.rerank(QUERIES, RUN, CORPUS, hits=0, progress=False)
 
 
@@ -124,7 +124,7 @@ def test_bf16_scores_are_finite_and_close(tiny_reranker_dir):
     a, b = fp32.score("protein cells", docs), bf16.score("protein cells", docs)
     assert np.isfinite(b).all() and b.dtype == np.float32
     assert b == pytest.approx(a, abs=0.05)
-    assert inference_dtype(None, "cpu") == "float32" and inference_dtype("float16", "cpu") == "float16"
+    assert dtype_name(None, "cpu") == "float32" and dtype_name("float16", "cpu") == "float32"
 
 
 def test_non_finite_scores_are_an_error(tiny_reranker_dir):

@@ -465,7 +465,7 @@ QUICK_CHECKS = ("repllama-smollm2.cranfield", "bm25+repllama-smollm2.cranfield",
 @pytest.fixture(scope="module")
 def smollm2_base():
     """The real SmolLM2-135M, converted from the PyPI package's GGUF file on first use (as the demo does)."""
-    from pyserini_llama.models.loader import resolve_model_path
+    from pyserini_llama.models.hub import resolve_model_path
 
     try:
         return resolve_model_path("smollm2-135m")

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from pyserini_llama.encoders.batching import plan_batches, run_batches
-from pyserini_llama.encoders.repllama import (RepLlamaEncoder, collate, format_passage, format_query, pool,
-                                              tokenize_for_embedding)
+from pyserini_llama.batching import map_batches, pad_batch, plan_batches
+from pyserini_llama.encoders.inputs import format_passage, format_query, pad_id, pool, tokenize_for_embedding
+from pyserini_llama.encoders.repllama import RepLlamaEncoder
 from pyserini_llama.errors import UserError
-from pyserini_llama.models.checkpoint import CheckpointConfig
+from pyserini_llama.models.config import CheckpointConfig
 
 MAX_Q, MAX_P = 12, 24
 QUERIES = ["protein cell", "heat transfer in the boundary layer of a supersonic wing " * 3, "x"]
@@ -73,8 +73,8 @@ def test_tokens_match_reference(checkpoint, encoder):
 @pytest.mark.parametrize("budget", [None, 40])
 def test_vectors_match_reference(checkpoint, encoder, budget):
     folder = checkpoint[1]
-    q = encoder.encode_queries(QUERIES, max_tokens_per_batch=budget, show_progress=False)
-    p = encoder.encode_passages(PASSAGES, max_tokens_per_batch=budget, show_progress=False)
+    q = encoder.encode_queries(QUERIES, max_tokens_per_batch=budget, progress=False)
+    p = encoder.encode_passages(PASSAGES, max_tokens_per_batch=budget, progress=False)
     _, q_ref = reference_embeddings(folder, [format_query(x, encoder.config) for x in QUERIES], MAX_Q)
     _, p_ref = reference_embeddings(folder, [format_passage(t, x, encoder.config) for t, x in PASSAGES], MAX_P)
     assert q.dtype == np.float32 and q.shape == (len(QUERIES), encoder.dimension)
@@ -84,19 +84,16 @@ def test_vectors_match_reference(checkpoint, encoder, budget):
 
 
 def test_left_padding_gives_the_same_vectors(encoder):
-    right = encoder.encode_passages(PASSAGES, show_progress=False)
-    left = encoder.with_config(padding_side="left").encode_passages(PASSAGES, show_progress=False)
+    right = encoder.encode_passages(PASSAGES, progress=False)
+    left = encoder.with_config(padding_side="left").encode_passages(PASSAGES, progress=False)
     np.testing.assert_allclose(left, right, atol=1e-5)
 
 
-def test_collate_pads_both_sides():
-    class Tok:
-        pad_token_id, eos_token_id = 0, 2
-
-    right = collate(Tok, [[5, 6, 2], [7, 2]], "right", pad_to_multiple_of=4)
+def test_pad_batch_pads_both_sides():
+    right = pad_batch([[5, 6, 2], [7, 2]], 0, "right", multiple_of=4)
     assert right["input_ids"].tolist() == [[5, 6, 2, 0], [7, 2, 0, 0]]
     assert right["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 0, 0]]
-    left = collate(Tok, [[5, 6, 2], [7, 2]], "left")
+    left = pad_batch([[5, 6, 2], [7, 2]], 0, "left")
     assert left["input_ids"].tolist() == [[5, 6, 2], [0, 7, 2]]
     assert left["attention_mask"].tolist() == [[1, 1, 1], [0, 1, 1]]
 
@@ -118,13 +115,14 @@ def test_plan_batches_respects_the_budget_and_covers_everything():
     assert batches[0] == [4]  # longer than the budget: alone, first
     for b in batches[1:]:
         assert len(b) <= 3 and max(lengths[i] for i in b) * len(b) <= 640
-    rows = run_batches(batches, len(lengths), lambda b: np.array([[lengths[i]] for i in b], dtype=np.float32))
+    rows = map_batches([[0] * n for n in lengths], lambda b: np.array([[len(r)] for r in b], dtype=np.float32),
+                       max_tokens=640, max_batch_size=3)
     assert rows[:, 0].tolist() == lengths  # back in input order
 
 
 def test_embed_keeps_gradients_for_training(encoder):
     ids = tokenize_for_embedding(encoder.tokenizer, ["query: protein"], MAX_Q)
-    out = encoder.embed(collate(encoder.tokenizer, ids))
+    out = encoder.embed(pad_batch(ids, pad_id(encoder.tokenizer)))
     out.sum().backward()
     assert out.requires_grad and encoder.model.layers[0].self_attn.q_proj.weight.grad is not None
     encoder.model.zero_grad(set_to_none=True)
@@ -155,7 +153,7 @@ def test_published_adapter_format(tmp_path):
     assert encoder.config.passage_max_length == 196 and encoder.config.pooling == "eos"  # the published recipe
     texts = [format_passage(t, x, encoder.config) for t, x in PASSAGES]
     _, ref = reference_embeddings(tmp_path / "merged", texts, 196)
-    np.testing.assert_allclose(encoder.encode_passages(PASSAGES, show_progress=False), ref, atol=1e-5)
+    np.testing.assert_allclose(encoder.encode_passages(PASSAGES, progress=False), ref, atol=1e-5)
     _, base_ref = reference_embeddings(base, texts, 196)
     assert np.abs(ref - base_ref).max() > 1e-3  # the adapter changed the vectors
 

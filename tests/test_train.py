@@ -85,7 +85,7 @@ def _losses(output: Path) -> list:
 
 def test_repllama_loss_falls_and_checkpoint_loads(base_embedding, beir, tmp_path):
     from pyserini_llama.encoders.repllama import RepLlamaEncoder
-    from pyserini_llama.models.checkpoint import CheckpointConfig
+    from pyserini_llama.models.config import CheckpointConfig
     from pyserini_llama.train import repllama
 
     out = tmp_path / "ckpt"
@@ -112,8 +112,8 @@ def test_repllama_loss_falls_and_checkpoint_loads(base_embedding, beir, tmp_path
     docs = [(d["title"], d["text"]) for d in corpus]
 
     def hits_at_1(enc):
-        scores = enc.encode_queries(queries, show_progress=False) @ enc.encode_passages(docs,
-                                                                                        show_progress=False).T
+        scores = enc.encode_queries(queries, progress=False) @ enc.encode_passages(docs,
+                                                                                        progress=False).T
         return int((scores.argmax(1) == range(24)).sum())
 
     assert hits_at_1(trained) > hits_at_1(untrained)

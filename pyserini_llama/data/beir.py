@@ -30,12 +30,22 @@ class Document:
         return f"{self.title} {self.text}".strip() if self.title else self.text.strip()
 
 
+def check_id(value: str, path: PathLike, lineno: int, what: str = "id") -> str:
+    """An id that TREC runs, qrels and Pyserini's docid files can hold: no whitespace inside it."""
+    if not value:
+        raise DataError(path, f"empty {what}", lineno)
+    if any(c.isspace() for c in value):
+        raise DataError(path, f"{what} {value!r} contains whitespace, which TREC runs, qrels and Pyserini's docid "
+                              f"files cannot hold", lineno)
+    return value
+
+
 def _id_field(obj: dict, path: PathLike, lineno: int, keys=("_id", "id", "docid")) -> str:
     for key in keys:
         if key in obj:
             value = obj[key]
-            if isinstance(value, (int, str)) and str(value).strip():
-                return str(value).strip()
+            if isinstance(value, (int, str)) and not isinstance(value, bool) and str(value).strip():
+                return check_id(str(value).strip(), path, lineno, f"field {key!r}")
             raise DataError(path, f"field {key!r} is empty or not a string", lineno)
     raise DataError(path, f"missing id field (expected one of {', '.join(map(repr, keys))})", lineno)
 
@@ -110,6 +120,18 @@ def load_queries(path: PathLike) -> Dict[str, str]:
     return queries
 
 
+def parse_grade(text: str, path: PathLike, lineno: int) -> int:
+    """A relevance grade as trec_eval reads it: an integer (negative ones count as not relevant). A fraction
+    is refused rather than cut: 0.5 would silently become 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(path, f"relevance {text!r} is not a number", lineno) from None
+    if value != value or value in (float("inf"), float("-inf")) or value != int(value):
+        raise DataError(path, f"relevance {text!r} is not an integer grade", lineno)
+    return int(value)
+
+
 def load_beir_qrels(path: PathLike) -> Qrels:
     """Read BEIR qrels TSV (header ``query-id corpus-id score``)."""
     qrels: Qrels = {}
@@ -121,10 +143,9 @@ def load_beir_qrels(path: PathLike) -> Qrels:
             raise DataError(path, f"expected 3 columns (query-id, corpus-id, score), got {len(parts)}",
                             lineno)
         qid, docid, score = (p.strip() for p in parts)
-        try:
-            rel = int(float(score))
-        except (ValueError, OverflowError):  # "abc", "nan", "inf"
-            raise DataError(path, f"score {score!r} is not a number", lineno) from None
+        check_id(qid, path, lineno, "query id")
+        check_id(docid, path, lineno, "document id")
+        rel = parse_grade(score, path, lineno)
         qrels.setdefault(qid, {})[docid] = rel
     if not qrels:
         raise DataError(path, "qrels file has no judgments")

@@ -61,7 +61,7 @@ def default_data_dirs() -> List[Path]:
 
 
 def collections_cache() -> Path:
-    from ..models.loader import cache_dir
+    from ..paths import cache_dir
     return cache_dir() / "collections"
 
 
@@ -150,3 +150,33 @@ def resolve_collection(name_or_path: str, data_dir: Optional[str] = None, downlo
         raise UserError(f"collection {name_or_path!r} not found (looked in {where}); pass --data-dir, "
                         f"or allow its download from {beir_url(source[0])}")
     return BeirFolder(download_collection(name_or_path, cache))
+
+
+def resolve_corpus(source: str, data_dir: Optional[str] = None) -> Path:
+    """A corpus JSONL file, a BEIR folder's corpus, or a collection name's corpus."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        return BeirFolder(path).corpus_path
+    if path.suffix in (".jsonl", ".gz", ".json") or os.sep in source:
+        raise UserError(f"{path}: corpus file not found")
+    return resolve_collection(source, data_dir).corpus_path
+
+
+def open_topics(source: str, data_dir: Optional[str] = None, split: Optional[str] = None) -> Dict[str, str]:
+    """Queries from a topics TSV, a BEIR ``queries.jsonl``, a BEIR folder or a collection name (with
+    ``split``: only the queries judged in that split)."""
+    from .beir import load_queries
+
+    path = Path(source).expanduser()
+    if not path.exists() and (path.suffix in (".tsv", ".txt", ".jsonl", ".gz", ".json") or os.sep in source):
+        raise UserError(f"{path}: topics file not found")
+    if path.is_file():
+        if split is not None:
+            raise UserError(f"{path}: a split selects queries of a BEIR folder or collection, not of a file")
+        return load_queries(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: not a file or folder")
+    folder = BeirFolder(path) if path.is_dir() else resolve_collection(source, data_dir)
+    return folder.queries(split)

@@ -32,6 +32,8 @@ def iter_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
         lineno = 0
         try:
             for lineno, raw in enumerate(f, start=1):
+                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]  # a byte-order mark is not part of the first id (Python's utf-8-sig)
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:

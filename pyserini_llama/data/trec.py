@@ -6,6 +6,7 @@ from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from ..errors import DataError
 from .atomic import atomic_write
+from .beir import check_id, parse_grade
 from .jsonl import iter_lines
 
 PathLike = Union[str, os.PathLike]
@@ -13,15 +14,19 @@ Run = Dict[str, List[Tuple[str, float]]]  # qid -> [(docid, score)], best first
 
 
 def load_topics(path: PathLike) -> Dict[str, str]:
-    """Read ``qid<TAB>query`` topics (Anserini's ``.tsv``/``.txt``, optionally gzipped)."""
+    """Read ``qid<TAB>query`` topics (Anserini's ``.tsv``/``.txt``, optionally gzipped).
+
+    As Anserini's TSV topic reader does, the query is the second column; further columns are ignored.
+    """
     topics: Dict[str, str] = {}
     for lineno, line in iter_lines(path):
-        qid, sep, text = line.partition("\t")
-        if not sep:
+        parts = line.split("\t")
+        if len(parts) < 2:
             raise DataError(path, "expected 'qid<TAB>query text'", lineno)
-        qid, text = qid.strip(), text.strip()
+        qid, text = parts[0].strip(), parts[1].strip()
         if not qid or not text:
             raise DataError(path, "empty query id or text", lineno)
+        check_id(qid, path, lineno, "query id")
         if qid in topics:
             raise DataError(path, f"duplicate query id {qid!r}", lineno)
         topics[qid] = text
@@ -36,10 +41,7 @@ def load_trec_qrels(path: PathLike) -> Dict[str, Dict[str, int]]:
         parts = line.split()
         if len(parts) != 4:
             raise DataError(path, f"expected 4 columns 'qid iter docid rel', got {len(parts)}", lineno)
-        try:
-            rel = int(parts[3])
-        except ValueError:
-            raise DataError(path, f"relevance {parts[3]!r} is not an integer", lineno) from None
+        rel = parse_grade(parts[3], path, lineno)
         qrels.setdefault(parts[0], {})[parts[2]] = rel
     if not qrels:
         raise DataError(path, "qrels file has no judgments")

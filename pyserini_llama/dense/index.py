@@ -1,10 +1,12 @@
 """Build a Pyserini dense index folder (``index`` + ``docid``) from a corpus: sharded, resumable, multi-GPU.
 
-The corpus is cut into shards of ``shard_size`` documents in file order. Each finished shard is saved
-atomically in a work folder next to the index (``.<index name>.shards``), so a killed run restarted with the same
-command skips the finished shards; shards are encoded the same way whoever encodes them, so the index is the
-same as an uninterrupted run's. Under ``torchrun`` rank ``r`` of ``w`` encodes shards ``r, r + w, ...`` on its
-own GPU; rank 0 waits for all, then merges them in order into one faiss flat (inner product) index.
+The corpus is validated whole before any encoding (a malformed last line is reported in a second, not after
+hours), then cut into shards of ``shard_size`` documents in file order. Each finished shard is saved atomically
+in a work folder next to the index (``.<index name>.shards``), whose manifest records what the vectors depend
+on: the corpus bytes (SHA-256), the model (weights and config), the length and the shard size. A killed run
+restarted with the same command skips the finished shards; any change of those inputs discards them. Under
+``torchrun`` rank ``r`` of ``w`` encodes shards ``r, r + w, ...`` on its own GPU; rank 0 waits for all, then
+merges them in order into one faiss flat (inner product) index.
 
 Example::
 
@@ -15,28 +17,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from dataclasses import asdict
+import re
 from itertools import islice
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Iterator, List, Optional
 
 import numpy as np
 
-from ..data.atomic import atomic_dir, atomic_write
+from ..data.atomic import atomic_dir, atomic_write, check_output_dir
 from ..data.beir import Document, iter_corpus
-from ..errors import UserError
+from ..errors import DataError, UserError
+from ..fingerprint import file_sha256
+from ..paths import remove_tree
+from ..progress import progress_bar
+from ..runtime import distributed_rank
 from .faiss_format import FlatIndexWriter, write_docids
 
-PathLike = Union[str, os.PathLike]
+PathLike = os.PathLike
 INFO_NAME = "index_info.json"
 MANIFEST_NAME = "manifest.json"
 DEFAULT_SHARD_SIZE = 20_000
-
-
-def distributed_rank() -> Tuple[int, int]:
-    """``(rank, world_size)`` as set by torchrun (``0, 1`` when run directly)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+SHARD_FILE = re.compile(r"(shard-\d{5}\.npz|\.shard-\d{5}\.npz\.[A-Za-z0-9_]+\.tmp|manifest\.json|"
+                        r"\.manifest\.json\.[A-Za-z0-9_]+\.tmp)")
 
 
 def work_dir_for(index_dir: PathLike) -> Path:
@@ -65,34 +67,52 @@ def _chunks(docs: Iterator[Document], size: int) -> Iterator[List[Document]]:
         yield chunk
 
 
-def _count_lines(path: Path) -> Optional[int]:
-    if path.suffix == ".gz":
-        return None
-    with open(path, "rb") as f:
-        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
+def validate_corpus(corpus: Path) -> int:
+    """Read the whole corpus once (malformed lines, duplicate ids); returns the number of documents."""
+    return sum(1 for _ in iter_corpus(corpus))
 
 
-def _manifest(encoder, corpus: Path, max_length: int, shard_size: int) -> dict:
-    name = encoder.name_or_path
-    if name and Path(name).exists():
-        name = str(Path(name).resolve())
-    return dict(corpus=str(corpus.resolve()), corpus_bytes=corpus.stat().st_size, encoder=name,
-                config=asdict(encoder.config), dimension=encoder.dimension, max_length=max_length,
-                shard_size=shard_size, dtype=str(next(encoder.model.parameters()).dtype))
+def build_manifest(encoder, corpus: Path, max_length: int, shard_size: int) -> dict:
+    """What the shards depend on; a resumed run must match it exactly."""
+    return dict(corpus=str(corpus.resolve()), corpus_sha256=file_sha256(corpus), encoder=encoder.name_or_path,
+                encoder_identity=encoder.identity, config=encoder.config.to_dict(), dimension=encoder.dimension,
+                max_length=max_length, shard_size=shard_size, dtype=str(next(encoder.model.parameters()).dtype))
 
 
-def _prepare_work_dir(work: Path, manifest: dict, overwrite: bool) -> None:
-    """Create the shard folder, or check that its shards were made with the same settings."""
+def discard_work_dir(work: Path) -> None:
+    """Delete a shard folder that holds only what this module writes there; anything else is refused."""
+    if work.is_symlink() or (work.exists() and not work.is_dir()):
+        raise UserError(f"{work}: expected the shard folder of an unfinished run; it is a link or a file, "
+                        f"remove it yourself")
+    if not work.exists():
+        return
+    strangers = [p.name for p in work.iterdir() if not SHARD_FILE.fullmatch(p.name) or p.is_dir()]
+    if strangers:
+        raise UserError(f"{work}: holds files this program did not write ({', '.join(strangers[:3])}); "
+                        f"refusing to delete it, move them away first")
+    remove_tree(work, work.parent)
+
+
+def prepare_work_dir(work: Path, manifest: dict, overwrite: bool) -> None:
+    """Create the shard folder, or keep it when its manifest matches. Finished shards made from other inputs
+    are refused (they may be hours of work: ``overwrite`` discards them); a folder without shards is simply
+    started again."""
     path = work / MANIFEST_NAME
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old == manifest:
-            return
-        changed = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
-        if not overwrite:
-            raise UserError(f"{work}: unfinished shards from a run with other settings ({', '.join(changed)}); "
-                            f"pass --overwrite to discard them")
-        shutil.rmtree(work)
+    old = None
+    if work.is_dir() and path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = {}
+    if old == manifest and not overwrite:
+        return
+    shards = sorted(work.glob("shard-*.npz")) if work.is_dir() else []
+    if shards and not overwrite:
+        changed = sorted(k for k in set(old or {}) | set(manifest) if (old or {}).get(k) != manifest.get(k))
+        why = f"other settings ({', '.join(changed)})" if old is not None else "no record of its inputs"
+        raise UserError(f"{work}: {len(shards)} finished shard(s) of an unfinished run with {why}; pass "
+                        f"--overwrite to discard them")
+    discard_work_dir(work)
     work.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:
         f.write(json.dumps(manifest, indent=2) + "\n")
@@ -105,54 +125,54 @@ def shard_path(work: Path, shard: int) -> Path:
 def build_index(encoder, corpus_path: PathLike, index_dir: PathLike, shard_size: int = DEFAULT_SHARD_SIZE,
                 overwrite: bool = False, max_length: Optional[int] = None,
                 max_tokens_per_batch: Optional[int] = None, rank: Optional[int] = None,
-                world_size: Optional[int] = None, show_progress: bool = True) -> Path:
+                world_size: Optional[int] = None, progress: bool = True) -> Path:
     """Encode ``corpus_path`` (BEIR or JsonCollection jsonl) with ``encoder`` into ``index_dir``.
 
     Resumable by shards; under torchrun each rank encodes its share and rank 0 merges. Returns ``index_dir``.
     """
-    from tqdm.auto import tqdm
-
     corpus, index_dir = Path(corpus_path), Path(index_dir)
     if shard_size <= 0:
-        raise UserError(f"--shard-size must be positive, got {shard_size}")
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
     if not corpus.is_file():
         raise UserError(f"{corpus}: no such corpus file")
-    if index_dir.exists() and not overwrite:
-        raise UserError(f"{index_dir} already exists; pass --overwrite to replace it")
     env_rank, env_world = distributed_rank()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
+    if rank == 0:
+        check_output_dir(index_dir, overwrite)
+    total = validate_corpus(corpus)
     max_length = max_length or encoder.config.passage_max_length
     work = work_dir_for(index_dir)
-    manifest = _manifest(encoder, corpus, max_length, shard_size)
+    manifest = build_manifest(encoder, corpus, max_length, shard_size)
     if rank == 0:
-        _prepare_work_dir(work, manifest, overwrite)
+        prepare_work_dir(work, manifest, overwrite)
     _barrier(world_size)
-    if rank != 0:
-        _prepare_work_dir(work, manifest, overwrite=False)  # only checks: rank 0 made it
+    if rank != 0 and json.loads((work / MANIFEST_NAME).read_text()) != manifest:
+        raise UserError(f"{work}: rank {rank} sees other inputs than rank 0 (corpus, model or settings)")
 
-    total = _count_lines(corpus) if world_size == 1 else None  # a rank sees only its share
-    n_shards = 0
-    with tqdm(total=total, desc=f"rank {rank}/{world_size} docs" if world_size > 1 else "documents",
-              unit="doc", disable=not show_progress, dynamic_ncols=True) as bar:
+    n_shards = -(-total // shard_size)
+    mine = [s for s in range(n_shards) if s % world_size == rank]
+    todo = {s for s in mine if not shard_path(work, s).exists()}
+    desc = f"encoding documents (rank {rank}/{world_size})" if world_size > 1 else "encoding documents"
+    with progress_bar(sum(min(shard_size, total - s * shard_size) for s in mine), desc, "doc",
+                      enabled=progress) as bar:
+        bar.update(sum(min(shard_size, total - s * shard_size) for s in mine if s not in todo))
         for shard, docs in enumerate(_chunks(iter_corpus(corpus), shard_size)):
-            n_shards = shard + 1
-            path = shard_path(work, shard)
-            if shard % world_size != rank or path.exists():
-                bar.update(len(docs) if shard % world_size == rank else 0)
+            if shard not in todo:
                 continue
-            vectors = encoder.encode_passages(docs, max_length=max_length,
-                                              max_tokens_per_batch=max_tokens_per_batch,
-                                              show_progress=show_progress)
-            with atomic_write(path, "wb") as f:
-                np.savez(f, vectors=vectors.astype(np.float32),
-                         docids=np.array([d.docid for d in docs], dtype=str))
-            bar.update(len(docs))
+            vectors = encoder.encode_passages(docs, max_length=max_length, max_tokens_per_batch=max_tokens_per_batch,
+                                              progress=bar.update)
+            bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+            if len(bad):
+                raise DataError(corpus, f"document {docs[bad[0]].docid!r} encodes to a non-finite vector "
+                                        f"({len(bad)} in its shard); use float32 or bfloat16")
+            with atomic_write(shard_path(work, shard), "wb") as f:
+                np.savez(f, vectors=vectors.astype(np.float32), docids=np.array([d.docid for d in docs], dtype=str))
     _barrier(world_size)
     if rank != 0:
         return index_dir
     _merge_shards(work, n_shards, index_dir, manifest, overwrite)
-    shutil.rmtree(work)
+    discard_work_dir(work)
     return index_dir
 
 
@@ -175,4 +195,25 @@ def _merge_shards(work: Path, n_shards: int, index_dir: Path, manifest: dict, ov
 def read_index_info(index_dir: PathLike) -> Optional[dict]:
     """What built the index (encoder, config, max length), when we built it; ``None`` for other indexes."""
     path = Path(index_dir, INFO_NAME)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(path, f"garbled index info ({e}); rebuild the index or delete this file") from None
+    if not isinstance(info, dict):
+        raise DataError(path, "garbled index info (not a JSON object); rebuild the index or delete this file")
+    return info
+
+
+def write_encoded_queries(encoder, topics: dict, output: PathLike, max_length: Optional[int] = None,
+                          overwrite: bool = False) -> int:
+    """Pyserini's pre-encoded query format: ``embedding.pkl``, a DataFrame of ``text`` and ``embedding``."""
+    import pandas as pd
+
+    texts = list(topics.values())
+    vectors = encoder.encode_queries(texts, max_length=max_length)
+    frame = pd.DataFrame({"id": list(topics), "text": texts, "embedding": list(vectors)})
+    with atomic_write(Path(output) / "embedding.pkl", "wb", overwrite=overwrite) as f:
+        frame.to_pickle(f)
+    return len(texts)

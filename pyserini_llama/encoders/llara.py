@@ -29,65 +29,13 @@ Example::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
-
-import numpy as np
+from typing import List, Optional, Sequence
 
 from ..errors import UserError
-from ..models.checkpoint import CheckpointConfig
-from .repllama import PassageLike, RepLlamaEncoder, _title_text, cut_long_texts
-
-PASSAGE_TOKENS = tuple(f"<s{i}>" for i in range(1, 9))
-QUERY_TOKENS = tuple(f"<s{i}>" for i in range(9, 17))
-
-
-@dataclass(frozen=True)
-class PromptFormat:
-    """One LLaRA prompt format: the passage (EBAE) and query (EBAR) suffixes and how many end states to pool.
-
-    ``{eos}`` in a suffix stands for the tokenizer's EOS token (``</s>`` for LLaMA-2).
-    """
-
-    name: str
-    prefix: str
-    passage_suffix: str  # EBAE: the text predicts its own tokens
-    query_suffix: str  # EBAR: the text predicts the tokens of the next passage
-    k: int  # how many states at the end of a suffix make the embedding
-    added_tokens: tuple = ()
-
-    def suffixes(self, tokenizer) -> tuple[str, str]:
-        eos = tokenizer.eos_token or ""
-        return self.passage_suffix.format(eos=eos), self.query_suffix.format(eos=eos)
-
-    def checkpoint_config(self, tokenizer=None, base_model: Optional[str] = None, query_max_length: int = 64,
-                          passage_max_length: int = 512, dtype: str = "bfloat16") -> CheckpointConfig:
-        """The :class:`CheckpointConfig` (kind ``llara``) that encodes with this format.
-
-        ``tokenizer`` resolves ``{eos}``; without one, ``</s>`` (LLaMA-2's EOS) is used.
-        """
-        if tokenizer is not None:
-            passage_suffix, query_suffix = self.suffixes(tokenizer)
-        else:
-            passage_suffix, query_suffix = (s.format(eos="</s>") for s in (self.passage_suffix,
-                                                                            self.query_suffix))
-        return CheckpointConfig(
-            kind="llara", base_model=base_model, query_prefix=self.prefix, passage_prefix=self.prefix,
-            query_suffix=query_suffix, passage_suffix=passage_suffix, query_max_length=query_max_length,
-            passage_max_length=passage_max_length, pooling="mean_last_k", pooling_k=self.k, normalize=True,
-            append_eos=False, dtype=dtype, padding_side="left", extra={"prompt_format": self.name})
-
-
-PROMPT_FORMATS: Dict[str, PromptFormat] = {
-    "released": PromptFormat(
-        name="released", prefix='"',
-        passage_suffix='", summarize the above passage within eight words: ' + "".join(PASSAGE_TOKENS),
-        query_suffix='", predict the following passage within eight words: ' + "".join(QUERY_TOKENS),
-        k=8, added_tokens=PASSAGE_TOKENS + QUERY_TOKENS),
-    "paper": PromptFormat(
-        name="paper", prefix="", passage_suffix=" The original sentence: {eos}",
-        query_suffix=" The next sentence: {eos}", k=1),
-}
+from ..models.config import CheckpointConfig
+from ..models.presets import PASSAGE_TOKENS, PROMPT_FORMATS, QUERY_TOKENS, PromptFormat
+from .inputs import PassageLike, cut_long_texts, title_text
+from .repllama import RepLlamaEncoder
 
 
 def prompt_format(name: str) -> PromptFormat:
@@ -141,7 +89,7 @@ def segment_token_ids(tokenizer, texts: Sequence[str], prefix: str, suffix: str,
 
 
 def passage_text(doc: PassageLike) -> str:
-    title, text = _title_text(doc)
+    title, text = title_text(doc)
     return f"{title} {text}".strip()
 
 
@@ -166,8 +114,8 @@ class LlaraEncoder(RepLlamaEncoder):
 
     Pooling (mean of the last ``pooling_k`` states), left padding and normalisation come from the checkpoint's
     :class:`CheckpointConfig` (see :meth:`PromptFormat.checkpoint_config`); only the token layout differs
-    from RepLLaMA, so only ``encode_queries``/``encode_passages`` are overridden, to build rows with
-    :func:`query_token_ids` / :func:`passage_token_ids`.
+    from RepLLaMA, so only the two row builders are overridden, with :func:`query_token_ids` /
+    :func:`passage_token_ids`.
 
     Example::
 
@@ -176,7 +124,7 @@ class LlaraEncoder(RepLlamaEncoder):
     """
 
     @classmethod
-    def from_checkpoint(cls, name_or_path: str, device: str = "cpu", dtype: Optional[str] = None,
+    def from_checkpoint(cls, name_or_path: str, device: str = "auto", dtype: Optional[str] = None,
                         trust_remote_code: bool = False, config: Optional[CheckpointConfig] = None,
                         **kwargs) -> "LlaraEncoder":
         encoder = super().from_checkpoint(name_or_path, device=device, dtype=dtype,
@@ -188,15 +136,8 @@ class LlaraEncoder(RepLlamaEncoder):
         encoder.tokenizer.padding_side = encoder.config.padding_side
         return encoder
 
-    def encode_queries(self, queries: Sequence[str], max_length: Optional[int] = None,
-                       max_tokens_per_batch: Optional[int] = None, show_progress: bool = True) -> np.ndarray:
-        return self.encode_token_ids(query_token_ids(self.tokenizer, self.config, queries, max_length),
-                                     max_tokens_per_batch, show_progress, desc="queries")
+    def query_token_ids(self, queries: Sequence[str], max_length: Optional[int] = None) -> List[List[int]]:
+        return query_token_ids(self.tokenizer, self.config, queries, max_length)
 
-    def encode_passages(self, docs: Sequence[PassageLike], max_length: Optional[int] = None,
-                        max_tokens_per_batch: Optional[int] = None, show_progress: bool = True) -> np.ndarray:
-        return self.encode_token_ids(passage_token_ids(self.tokenizer, self.config, docs, max_length),
-                                     max_tokens_per_batch, show_progress, desc="passages")
-
-
-# BAAI/LLARA-passage: LLARA-pretrain fine-tuned on MS MARCO passage; a merged full model with the added tokens.
+    def passage_token_ids(self, docs: Sequence[PassageLike], max_length: Optional[int] = None) -> List[List[int]]:
+        return passage_token_ids(self.tokenizer, self.config, docs, max_length)

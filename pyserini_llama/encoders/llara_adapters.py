@@ -23,7 +23,9 @@ from .llara import LlaraEncoder
 
 
 def _load(name: str, device: str, fp16: bool) -> LlaraEncoder:
-    return LlaraEncoder.from_checkpoint(name, device=device, dtype="float16" if fp16 else None)
+    from .pyserini_adapters import pyserini_device
+
+    return LlaraEncoder.from_checkpoint(name, device=pyserini_device(device), dtype="float16" if fp16 else None)
 
 
 class LlaraQueryEncoder(QueryEncoder):
@@ -60,7 +62,7 @@ class LlaraQueryEncoder(QueryEncoder):
         """All queries at once (FaissSearcher.batch_search uses this when present)."""
         if not self.has_model:
             return np.stack([super(LlaraQueryEncoder, self).encode(q) for q in queries])
-        return self.encoder.encode_queries(list(queries), self.max_length, show_progress=False)
+        return self.encoder.encode_queries(list(queries), self.max_length)
 
 
 class LlaraDocumentEncoder(DocumentEncoder):
@@ -79,4 +81,4 @@ class LlaraDocumentEncoder(DocumentEncoder):
     def encode(self, texts: List[str], titles: Optional[List[str]] = None, max_length: Optional[int] = None,
                **kwargs) -> np.ndarray:
         docs = list(zip(titles, texts)) if titles is not None else list(texts)
-        return self.encoder.encode_passages(docs, max_length, show_progress=False)
+        return self.encoder.encode_passages(docs, max_length)

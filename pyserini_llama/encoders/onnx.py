@@ -11,7 +11,6 @@ Export::
 """
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -19,11 +18,12 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..batching import map_batches, pad_batch
 from ..data.atomic import atomic_dir
-from ..errors import UserError, run_cli
-from ..models.checkpoint import CheckpointConfig
-from .batching import plan_batches, run_batches
-from .repllama import collate, format_query, tokenize_for_embedding
+from .. import cli
+from ..errors import UserError
+from ..models.config import CheckpointConfig
+from .inputs import format_query, pad_id, tokenize_for_embedding
 
 PathLike = Union[str, os.PathLike]
 ONNX_NAME = "model.onnx"
@@ -43,9 +43,8 @@ def export_query_encoder(checkpoint: str, output: PathLike, opset: int = DEFAULT
                                               trust_remote_code=trust_remote_code)
     config = encoder.config
     # A padded sample: the trace must go through the attention-mask path, not the no-padding shortcut.
-    sample = collate(encoder.tokenizer, tokenize_for_embedding(
-        encoder.tokenizer, [format_query("what is the boundary layer thickness", config), format_query("x", config)],
-        config.query_max_length, config.append_eos), config.padding_side)
+    sample = pad_batch(encoder.query_token_ids(["what is the boundary layer thickness", "x"]),
+                       pad_id(encoder.tokenizer), config.padding_side)
 
     class Embedder(torch.nn.Module):
         def __init__(self):
@@ -100,18 +99,16 @@ class OnnxEncoder:
     def encode_queries(self, queries: Sequence[str], max_length: Optional[int] = None) -> np.ndarray:
         ids = tokenize_for_embedding(self.tokenizer, [format_query(q, self.config) for q in queries],
                                      max_length or self.config.query_max_length, self.config.append_eos)
-        return run_batches(plan_batches([len(r) for r in ids], self.max_tokens_per_batch), len(ids),
-                           lambda batch: self._run([ids[i] for i in batch]))
+        return map_batches(ids, self._run, self.max_tokens_per_batch)
 
     def _run(self, ids: List[List[int]]) -> np.ndarray:
-        batch = collate(self.tokenizer, ids, self.config.padding_side)
+        batch = pad_batch(ids, pad_id(self.tokenizer), self.config.padding_side)
         feed = {name: tensor.numpy() for name, tensor in batch.items()}
         return self.session.run(["embedding"], feed)[0].astype(np.float32)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyserini_llama.encoders.onnx",
-                                     description="Export a RepLLaMA query encoder to ONNX.")
+    parser = cli.parser("python -m pyserini_llama.encoders.onnx", "Export a RepLLaMA query encoder to ONNX.")
     parser.add_argument("--checkpoint", required=True, help="checkpoint folder, built-in name or hub id")
     parser.add_argument("--output", required=True, help="folder to write (model.onnx + tokenizer + config)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
@@ -124,4 +121,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli.run_cli(main)

@@ -25,7 +25,7 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 
 from ..errors import EXIT_USER_ERROR, UserError
 from .onnx import OnnxEncoder
-from .repllama import RepLlamaEncoder, resolve_device
+from .repllama import RepLlamaEncoder
 
 
 def report_user_errors_in_pyserini_cli() -> None:
@@ -54,14 +54,28 @@ def report_user_errors_in_pyserini_cli() -> None:
 report_user_errors_in_pyserini_cli()
 
 
+def pyserini_device(device: Optional[str]) -> str:
+    """Pyserini's CLIs default to ``cuda:0``; on a machine without a GPU that default means the CPU (with a
+    warning), as it must for ``python -m pyserini.encode`` to work there at all."""
+    import warnings
+
+    from ..runtime import cuda_available, resolve_device
+
+    device = str(device or "cpu")
+    if device.startswith("cuda") and not cuda_available():
+        warnings.warn(f"device {device!r} requested but CUDA is not available; using cpu", stacklevel=3)
+        return "cpu"
+    return resolve_device(device)
+
+
 def load_encoder(name_or_path: str, device: str = "cpu", fp16: bool = False, tokenizer_name: Optional[str] = None,
                  encoder_cls=RepLlamaEncoder, **config_changes) -> RepLlamaEncoder:
     """Load an encoder the way Pyserini's arguments describe it (``fp16``, a separate tokenizer, a prefix)."""
-    encoder = encoder_cls.from_checkpoint(name_or_path, device=resolve_device(device),
+    encoder = encoder_cls.from_checkpoint(name_or_path, device=pyserini_device(device),
                                           dtype="float16" if fp16 else None)
     if tokenizer_name:
+        from ..models.hub import resolve_model_path
         from ..models.load import load_tokenizer
-        from ..models.loader import resolve_model_path
 
         encoder.tokenizer = load_tokenizer(resolve_model_path(tokenizer_name), encoder.config.padding_side)
     changes = {k: v for k, v in config_changes.items() if v is not None}
@@ -99,13 +113,13 @@ class RepLlamaQueryEncoder(QueryEncoder):
             return np.asarray(self.embedding[query], dtype=np.float32)
         if self.encoder is None:
             raise UserError(f"query {query[:60]!r} is not among the pre-encoded queries and no model is loaded")
-        return self.encoder.encode_queries([query], show_progress=False)[0]
+        return self.encoder.encode_queries([query])[0]
 
     def encode_batch(self, queries: Sequence[str]) -> np.ndarray:
         """Used by Pyserini's ``batch_search``: one length-sorted pass over all queries."""
         if self.encoder is None or self.has_encoded_query:
             return np.stack([self.encode(q) for q in queries])
-        return self.encoder.encode_queries(list(queries), show_progress=False)
+        return self.encoder.encode_queries(list(queries))
 
 
 class RepLlamaDocumentEncoder(DocumentEncoder):
@@ -135,7 +149,7 @@ class RepLlamaDocumentEncoder(DocumentEncoder):
         titles = titles if titles is not None else [""] * len(texts)
         if len(titles) != len(texts):
             raise UserError(f"{len(titles)} titles for {len(texts)} texts")
-        return self.encoder.encode_passages(list(zip(titles, texts)), max_length=max_length, show_progress=False)
+        return self.encoder.encode_passages(list(zip(titles, texts)), max_length=max_length)
 
     def _use_fp16(self) -> None:
         """Pyserini passes ``--fp16`` per batch; a float32 model on a GPU is cast once."""

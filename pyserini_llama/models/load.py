@@ -1,15 +1,39 @@
-"""Load a checkpoint (see :mod:`.checkpoint`) as a ready-to-run model + tokenizer."""
+"""The one way a model is loaded: resolve a name to a checkpoint folder, read its config, load it for inference
+or for training, never executing checkpoint code.
+
+A checkpoint is one of
+  * a folder holding a full model (``config.json`` + safetensors) and optionally ``pyserini_llama.json``;
+  * a folder holding a peft adapter (``adapter_config.json``), whose ``base_model_name_or_path`` names the base
+    model: exactly the published format of ``castorini/repllama-v1-7b-lora-passage``;
+  * a built-in name (``repllama``, ``rankllama``, ``llara``, ... see :mod:`.presets`), a packaged name
+    (``repllama-smollm2``), or a hub id of either of the above.
+Adapters are merged into the base weights at load time (inference runs at plain-model speed; training puts a
+new adapter on top). Weights are read from safetensors, or from pickles that torch's weights-only unpickler
+accepts; ``trust_remote_code`` is off unless the caller turns it on.
+
+Example::
+
+    loaded = load_checkpoint("repllama-smollm2", task="embedding", device="cuda")
+    loaded.model, loaded.tokenizer, loaded.config
+    base = load_checkpoint("smollm2-135m", task="sequence-classification", device="cuda", training=True,
+                           dtype="bfloat16")
+"""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
-from ..errors import UserError
-from .checkpoint import CheckpointConfig, adapter_base_model, is_adapter, resolve_checkpoint
-from .loader import resolve_model_path
+from ..errors import DataError, UserError
+from ..fingerprint import fingerprint, folder_fingerprint
+from ..runtime import resolve_dtype, torch_dtype
+from .config import CheckpointConfig
+from .hub import resolve_model_path
+from .presets import BUILTIN, PACKAGED_DIR
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+TASKS = ("embedding", "sequence-classification", "causal-lm")
 
 
 @dataclass
@@ -18,21 +42,65 @@ class LoadedCheckpoint:
     tokenizer: Any
     config: CheckpointConfig
     folder: Path
+    identity: str  # what makes this model this model (see checkpoint_identity): keys caches of its outputs
 
 
-def torch_dtype(name: str, device: str):
-    import torch
+# --- names -> folders ----------------------------------------------------------------------------------------
 
-    if name in ("auto", None):
-        name = "bfloat16" if str(device).startswith("cuda") else "float32"
-    if not str(device).startswith("cuda") and name in ("float16", "fp16"):
-        name = "float32"  # fp16 matmuls are slow or missing on CPU
+def resolve_checkpoint(name_or_path: str) -> Tuple[Path, Optional[CheckpointConfig]]:
+    """The checkpoint's local folder and its config (from the folder, else the built-in table)."""
+    key = str(name_or_path).lower()
+    exists = Path(name_or_path).expanduser().exists()
+    by_hub_id = {entry.path.lower(): name for name, entry in BUILTIN.items()}
+    if key in by_hub_id and not exists:  # a published hub id gets its known config
+        key = by_hub_id[key]
+    if key in BUILTIN and not exists:
+        folder = resolve_model_path(BUILTIN[key].path)
+        return folder, CheckpointConfig.load(folder) or BUILTIN[key].config
+    packaged = PACKAGED_DIR / key
+    if not exists and key and "/" not in key and packaged.is_dir():
+        return packaged, CheckpointConfig.load(packaged)
+    folder = resolve_model_path(name_or_path)
+    return folder, CheckpointConfig.load(folder)
+
+
+def checkpoint_identity(folder: Path, config: CheckpointConfig) -> str:
+    """A fingerprint of the weights (adapter and base) and the settings a checkpoint encodes with."""
+    parts = {"checkpoint": folder_fingerprint(folder), "config": config.to_dict()}
+    if is_adapter(folder):
+        parts["base"] = folder_fingerprint(resolve_model_path(adapter_base_model(folder, config)))
+    return fingerprint(parts)
+
+
+def is_adapter(folder: Path) -> bool:
+    return (folder / "adapter_config.json").exists()
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; anything else is a DataError naming the file (and line)."""
     try:
-        return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
-                "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}[name]
-    except KeyError:
-        raise UserError(f"unknown dtype {name!r} (use bfloat16, float16 or float32)") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"malformed JSON ({e.msg})", e.lineno) from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise DataError(path, f"cannot be read ({e})") from None
+    if not isinstance(data, dict):
+        raise DataError(path, f"expected a JSON object, got {type(data).__name__}")
+    return data
 
+
+def adapter_base_model(folder: Path, config: Optional[CheckpointConfig]) -> str:
+    path = folder / "adapter_config.json"
+    base = (config.base_model if config and config.base_model else None) or \
+        read_json(path).get("base_model_name_or_path")
+    if not base or not isinstance(base, str):
+        raise DataError(path, "no base_model_name_or_path (a string); set base_model in pyserini_llama.json")
+    if not Path(base).is_absolute() and (folder / base).is_dir():
+        base = str((folder / base).resolve())  # a base shipped relative to the adapter
+    return base
+
+
+# --- safety --------------------------------------------------------------------------------------------------
 
 def check_weights_safe(folder: Path) -> None:
     """Refuse pickled weights that torch's weights-only unpickler rejects (they could run code)."""
@@ -51,22 +119,19 @@ def check_weights_safe(folder: Path) -> None:
 
 def check_remote_code(folder: Path, trust_remote_code: bool) -> None:
     """A model whose architecture exists only as code inside the checkpoint runs only with explicit consent."""
-    import json
-
     from transformers import CONFIG_MAPPING
 
     path = folder / "config.json"
     if trust_remote_code or not path.exists():
         return
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    data = read_json(path)
     model_type = data.get("model_type")
     if data.get("auto_map") and model_type not in CONFIG_MAPPING:
         raise UserError(f"{folder}: architecture {model_type!r} is custom code shipped in the checkpoint; it runs "
                         f"only with trust_remote_code (--trust-remote-code), for checkpoints you trust")
 
+
+# --- loading -------------------------------------------------------------------------------------------------
 
 def load_tokenizer(folder: Path, padding_side: str = "right", trust_remote_code: bool = False):
     from transformers import AutoTokenizer
@@ -80,59 +145,87 @@ def load_tokenizer(folder: Path, padding_side: str = "right", trust_remote_code:
     return tokenizer
 
 
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute each layer in backward; non-reentrant, so a frozen embedding table needs no input grads."""
+    enable = getattr(model, "activation_checkpointing_enable", None)  # the newer transformers name
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def load_checkpoint(name_or_path: str, task: str = "embedding", device: str = "cpu",
                     dtype: Optional[str] = None, trust_remote_code: bool = False,
-                    config: Optional[CheckpointConfig] = None) -> LoadedCheckpoint:
+                    config: Optional[CheckpointConfig] = None, training: bool = False,
+                    gradient_checkpointing: bool = False) -> LoadedCheckpoint:
     """Load ``name_or_path`` for ``task`` (``embedding``, ``sequence-classification`` or ``causal-lm``).
 
-    Adapters are merged into their base model, so inference runs at plain-model speed.
+    For inference the model is in eval mode in ``dtype`` (default: the checkpoint's on a GPU, float32 on a
+    CPU), with PyTorch's fused attention. With ``training`` the weights are in ``dtype`` as given (float32
+    master weights for full fine-tuning, the compute dtype for a frozen LoRA base), the KV cache is off and
+    gradient checkpointing is on when asked for.
     """
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+    import torch
 
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r} (use {', '.join(TASKS)})")
     folder, found = resolve_checkpoint(name_or_path)
     config = config or found or CheckpointConfig()
-    model_cls = {"embedding": AutoModel, "sequence-classification": AutoModelForSequenceClassification,
-                 "causal-lm": AutoModelForCausalLM}[task]
-    # a checkpoint's preferred dtype is for GPUs; on a CPU, float32 unless the caller asks otherwise
-    dt = torch_dtype(dtype or (config.dtype if str(device).startswith("cuda") else "float32"), device)
-    kwargs: dict = dict(dtype=dt, trust_remote_code=trust_remote_code)
+    weights_dtype = torch_dtype(dtype or config.dtype) if training else resolve_dtype(dtype, device, config.dtype)
+    kwargs: dict = dict(dtype=weights_dtype, trust_remote_code=trust_remote_code)
     if task == "sequence-classification":
         kwargs["num_labels"] = 1
     if is_adapter(folder):
         base = resolve_model_path(adapter_base_model(folder, config))
-        check_remote_code(base, trust_remote_code)
-        check_weights_safe(base)
-        check_weights_safe(folder)
-        model = _load_with_adapter(model_cls, base, folder, kwargs, task)
+        model = _from_pretrained(task, base, kwargs, trust_remote_code, quiet=True)
+        model = _merge_adapter(model, base, folder, task)
         tok_folder = folder if (folder / "tokenizer_config.json").exists() else base
     else:
         if not (folder / "config.json").exists():
             raise UserError(f"{folder}: not a checkpoint (no config.json, no adapter_config.json)")
-        check_remote_code(folder, trust_remote_code)
-        check_weights_safe(folder)
-        AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
-        model = model_cls.from_pretrained(str(folder), **kwargs)
+        model = _from_pretrained(task, folder, kwargs, trust_remote_code, quiet=False)
         tok_folder = folder
     tokenizer = load_tokenizer(tok_folder, config.padding_side, trust_remote_code)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    model.to(device).eval()
-    return LoadedCheckpoint(model, tokenizer, config, folder)
+    _prefer_sdpa(model)
+    if training:
+        model.config.use_cache = False
+        if gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        model.to(torch.device(device)).train()
+    else:
+        model.to(device).eval()
+    return LoadedCheckpoint(model, tokenizer, config, folder, checkpoint_identity(folder, config))
 
 
-def _load_with_adapter(model_cls, base: Path, adapter: Path, kwargs: dict, task: str):
-    from peft import PeftModel
-
+def _from_pretrained(task: str, folder: Path, kwargs: dict, trust_remote_code: bool, quiet: bool):
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    # the base lacks the task head (e.g. RankLLaMA's score layer): the adapter supplies it, so transformers'
-    # "newly initialized" report would only mislead
+    check_remote_code(folder, trust_remote_code)
+    check_weights_safe(folder)
+    model_cls = {"embedding": AutoModel, "sequence-classification": AutoModelForSequenceClassification,
+                 "causal-lm": AutoModelForCausalLM}[task]
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
+    if quiet:
+        # the base lacks the task head (e.g. RankLLaMA's score layer): the adapter supplies it, so
+        # transformers' "newly initialized" report would only mislead
+        hf_logging.set_verbosity_error()
     try:
-        model = model_cls.from_pretrained(str(base), **kwargs)
+        return model_cls.from_pretrained(str(folder), **kwargs)
+    except (OSError, ValueError) as e:  # unreadable weights, a config transformers cannot parse
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"{folder}: cannot load the model ({first})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def _merge_adapter(model, base: Path, adapter: Path, task: str):
+    from peft import PeftModel
+
+    check_weights_safe(adapter)
+    read_json(adapter / "adapter_config.json")  # malformed: one line naming the file, not peft's traceback
     if task == "sequence-classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = 0
     try:
@@ -141,26 +234,15 @@ def _load_with_adapter(model_cls, base: Path, adapter: Path, kwargs: dict, task:
         first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise UserError(f"{adapter}: adapter does not fit base model {base} ({first}); "
                         f"check base_model_name_or_path in adapter_config.json") from None
+    except (TypeError, ValueError, KeyError) as e:  # an adapter_config.json of the wrong shape
+        raise DataError(adapter / "adapter_config.json", f"not a peft adapter config ({e})") from None
     return model.merge_and_unload()
 
 
-_COMPILED: "weakref.WeakKeyDictionary" = None  # type: ignore[assignment]
-
-
-def compiled(model):
-    """``torch.compile(model, dynamic=True)``, built once per model and shared by its users.
-
-    Eager LLaMA runs its norms, rotary embeddings and activations as separate memory-bound kernels between
-    the matmuls; compiling fuses them (on an H100 at 7B shape: 55% -> 75% MFU for encoding). Dynamic shapes
-    keep one graph for every batch shape of length-sorted batching.
-    """
-    import weakref
-
-    import torch
-
-    global _COMPILED
-    if _COMPILED is None:
-        _COMPILED = weakref.WeakKeyDictionary()
-    if model not in _COMPILED:
-        _COMPILED[model] = torch.compile(model, dynamic=True)
-    return _COMPILED[model]
+def _prefer_sdpa(model) -> None:
+    """Use PyTorch's fused attention where the checkpoint asked for eager attention."""
+    if getattr(model.config, "_attn_implementation", None) == "eager":
+        try:
+            model.set_attn_implementation("sdpa")
+        except (ValueError, AttributeError, ImportError):  # a model without SDPA support keeps eager
+            pass

@@ -8,10 +8,9 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 from typing import Optional, Sequence
 
-from ..errors import run_cli
+from .. import cli
 from .registry import (build_index_from_recipe, fetch_index, get_descriptor, index_cache_dir, index_path,
                        is_cached, load_registry, read_manifest, verify_index)
 
@@ -37,8 +36,7 @@ def list_table(registry) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyserini_llama.prebuilt_indexes",
-                                     description=__doc__.splitlines()[0])
+    parser = cli.parser("python -m pyserini_llama.prebuilt_indexes", __doc__)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--list", action="store_true", help="list the known indexes and whether they are cached")
     action.add_argument("--fetch", metavar="NAME", help="download an index (verified by md5) into the cache")
@@ -78,4 +76,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli.run_cli(main)

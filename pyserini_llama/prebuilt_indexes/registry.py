@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 
 from ..data.atomic import atomic_write
 from ..errors import DataError, UserError
+from ..paths import owned_path, remove_tree, safe_name
 
 PathLike = Union[str, os.PathLike]
 PACKAGED = Path(__file__).resolve().parent
@@ -45,11 +46,15 @@ def expand_entries(data: Any, path: Path) -> List[dict]:
             raise DataError(path, "'template' must be a mapping and 'each' a list")
         entries = []
         for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("vars") or {}, dict):
+                raise DataError(path, "each item of 'each' must be a mapping (with 'vars' a mapping)")
             item = dict(item)
             variables = {k: str(v) for k, v in (item.pop("vars", None) or {}).items()}
             entries.append(_merge(_substitute(copy.deepcopy(template), variables), item))
         return entries
     if isinstance(data, dict) and "entries" in data:
+        if not isinstance(data["entries"], list):
+            raise DataError(path, "'entries' must be a list")
         return list(data["entries"])
     if isinstance(data, dict):
         return [data]
@@ -125,6 +130,11 @@ class IndexDescriptor:
             raise DataError(path, f"index {entry['name']!r}: download urls need an md5")
         if not entry.get("urls") and not entry.get("recipe"):
             raise DataError(path, f"index {entry['name']!r}: give download urls or a recipe")
+        _check_entry_types(entry, path)
+        try:
+            safe_name(entry["name"], "index name")
+        except UserError as e:
+            raise DataError(path, str(e)) from None
         return cls(**entry, source=path)
 
     @property
@@ -132,10 +142,28 @@ class IndexDescriptor:
         return "+".join(s for s, ok in (("download", self.urls), ("recipe", self.recipe)) if ok)
 
 
+ENTRY_TYPES = {"name": str, "description": str, "type": str, "collection": str, "model": str, "dimension": int,
+               "dtype": str, "documents": int, "size": int, "md5": str, "urls": list, "recipe": dict}
+
+
+def _check_entry_types(entry: dict, path: Path) -> None:
+    for key, value in entry.items():
+        expected = ENTRY_TYPES[key]
+        if value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise DataError(path, f"index {entry.get('name')!r}: field {key!r} must be {expected.__name__}, "
+                                  f"got {type(value).__name__}")
+    if entry.get("type") not in ("lucene", "faiss"):
+        raise DataError(path, f"index {entry.get('name')!r}: type must be 'lucene' or 'faiss'")
+    if not all(isinstance(u, str) for u in entry.get("urls") or []):
+        raise DataError(path, f"index {entry.get('name')!r}: urls must be a list of strings")
+
+
 def load_registry(extra_dirs: Sequence[PathLike] = ()) -> Dict[str, IndexDescriptor]:
     """All descriptors: the packaged ones, then those in ``extra_dirs`` (a later name replaces an earlier)."""
     registry: Dict[str, IndexDescriptor] = {}
     for entry, path in load_yaml_entries([PACKAGED, *extra_dirs]):
+        if not isinstance(entry, dict):
+            raise DataError(path, f"expected each index entry to be a mapping, got {type(entry).__name__}")
         descriptor = IndexDescriptor.from_entry(entry, path)
         registry[descriptor.name] = descriptor
     return registry
@@ -148,16 +176,24 @@ def index_cache_dir() -> Path:
 
 
 def index_path(name: str) -> Path:
-    return index_cache_dir() / name
+    return owned_path(index_cache_dir(), safe_name(name, "index name"))
 
 
 def manifest_path(name: str) -> Path:
-    return index_cache_dir() / f"{name}.json"
+    return owned_path(index_cache_dir(), safe_name(name, "index name") + ".json")
 
 
 def read_manifest(name: str) -> Optional[dict]:
     path = manifest_path(name)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(path, f"garbled cache manifest ({e}); refetch or rebuild with --overwrite") from None
+    if not isinstance(manifest, dict):
+        raise DataError(path, "garbled cache manifest; refetch or rebuild with --overwrite")
+    return manifest
 
 
 def is_cached(name: str) -> bool:
@@ -175,11 +211,10 @@ def _write_manifest(descriptor: IndexDescriptor, how: str, **fields: Any) -> dic
 
 
 def _discard(name: str) -> None:
-    """Drop a half-finished cache entry (a folder without its manifest) before making it again."""
-    import shutil
-
-    shutil.rmtree(index_path(name), ignore_errors=True)
-    manifest_path(name).unlink(missing_ok=True)
+    """Drop a half-finished cache entry (a folder without its manifest) before making it again; only ever
+    inside the index cache, never through a link."""
+    remove_tree(index_path(name), index_cache_dir())
+    remove_tree(manifest_path(name), index_cache_dir())
 
 
 def _clear_for_writing(name: str, overwrite: bool) -> bool:
@@ -217,7 +252,7 @@ def register_recipe(kind: str, builder: Recipe) -> None:
 
 
 def _lucene_recipe(descriptor: IndexDescriptor, options: dict, corpus: Path, output: Path, device: str) -> None:
-    from ..bm25 import build_lucene_index
+    from ..lucene import build_lucene_index
 
     build_lucene_index(corpus, output, threads=int(options.get("threads", 2)))
 
@@ -246,14 +281,6 @@ register_recipe("lucene", _lucene_recipe)
 register_recipe("dense", _dense_recipe)
 
 
-def default_device() -> str:
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def build_index_from_recipe(descriptor: IndexDescriptor, data_dir: Optional[str] = None,
                             device: Optional[str] = None, overwrite: bool = False) -> Path:
     """Build an index locally from its recipe and record its checksum in ``<name>.json``."""
@@ -272,7 +299,9 @@ def build_index_from_recipe(descriptor: IndexDescriptor, data_dir: Optional[str]
     if not _clear_for_writing(descriptor.name, overwrite):
         return target
     folder = resolve_collection(recipe.pop("collection", descriptor.collection), data_dir)
-    RECIPES[kind](descriptor, recipe, folder.corpus_path, target, device or default_device())
+    from ..runtime import resolve_device
+
+    RECIPES[kind](descriptor, recipe, folder.corpus_path, target, resolve_device(device))
     if not target.is_dir():
         raise UserError(f"index {descriptor.name!r}: recipe {kind!r} did not create {target}")
     _write_manifest(descriptor, "recipe", recipe=dict(descriptor.recipe), corpus=str(folder.corpus_path),

@@ -11,13 +11,13 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..data.atomic import atomic_write
-from ..errors import UserError, run_cli
+from .. import cli
+from ..errors import UserError
 from .definitions import load_definitions, record_limited, record_measured, select
 from .runner import (Options, check_requirements, command_lines, dry_run_values, format_checks, format_result,
                      run_regression)
@@ -51,8 +51,7 @@ def dry_run(regression, options: Options) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pyserini_llama.regressions",
-                                     description=__doc__.splitlines()[0])
+    parser = cli.parser("python -m pyserini_llama.regressions", __doc__)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--list", action="store_true", help="list the regressions")
     action.add_argument("--regression", nargs="+", metavar="NAME", help="names or shell patterns to run")
@@ -119,4 +118,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    cli.run_cli(main)

@@ -27,7 +27,6 @@ import os
 import platform
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..data.atomic import atomic_write
 from ..errors import UserError
+from ..paths import remove_tree
 from .definitions import MetricSpec, Regression, Requirement, device_kind
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([^{}\s]+))?\}")
@@ -54,10 +54,10 @@ class Options:
     download: bool = True
 
     def work_dir(self, regression: Regression) -> Path:
-        from ..models.loader import cache_dir
+        from ..paths import cache_dir, safe_name
 
         root = Path(self.work_root) if self.work_root else cache_dir() / "regressions"
-        name = regression.group or regression.name
+        name = safe_name(regression.group or regression.name, "regression group")
         return root / (f"{name}.limit-{self.limit}" if self.limit else name)
 
     def data_dirs(self) -> List[Path]:
@@ -131,8 +131,8 @@ def _hub_offline() -> Iterator[None]:
 
 
 def _check_checkpoint(name: str) -> Tuple[str, str]:
-    from ..models.checkpoint import adapter_base_model, is_adapter, resolve_checkpoint
-    from ..models.loader import resolve_model_path
+    from ..models.hub import resolve_model_path
+    from ..models.load import adapter_base_model, is_adapter, resolve_checkpoint
 
     with _hub_offline():
         try:
@@ -336,9 +336,9 @@ def prepare_inputs(regression: Regression, options: Options, work: Path) -> Tupl
 
 
 def _default_device() -> str:
-    from ..prebuilt_indexes.registry import default_device
+    from ..runtime import resolve_device
 
-    return default_device()
+    return resolve_device("auto")
 
 
 # --- commands -------------------------------------------------------------------------------------------
@@ -391,9 +391,7 @@ def run_steps(regression: Regression, values: Dict[str, str], log=print) -> List
                 log(f"[{i}/{len(regression.commands)}] skipped, {target} exists")
                 continue
             tmp = target.with_name(f".{target.name}.tmp")
-            if tmp.is_dir():
-                shutil.rmtree(tmp)  # left by an interrupted attempt
-            tmp.unlink(missing_ok=True)
+            remove_tree(tmp, values["work"])  # left by an interrupted attempt
             step_values["out"] = str(tmp)
         command = _fill(step.cmd, step_values)
         log(f"[{i}/{len(regression.commands)}] $ {command}")

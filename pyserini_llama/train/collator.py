@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from ..models.checkpoint import CheckpointConfig
+from ..models.config import CheckpointConfig
 from .data import Group
 
 
@@ -35,15 +35,17 @@ class EmbeddingCollator:
         self.tokenizer, self.config, self.pad_to_multiple_of = tokenizer, config, pad_to_multiple_of
 
     def __call__(self, groups: List[Group]) -> Dict[str, Dict]:
-        from ..encoders.repllama import collate, format_passage, format_query, tokenize_for_embedding
+        from ..batching import pad_batch
+        from ..encoders.inputs import format_passage, format_query, pad_id, tokenize_for_embedding
 
         cfg = self.config
         queries = [format_query(query, cfg) for query, _ in groups]
         passages = [format_passage(doc.title, doc.text, cfg) for _, docs in groups for doc in docs]
         q_ids = tokenize_for_embedding(self.tokenizer, queries, cfg.query_max_length, cfg.append_eos)
         p_ids = tokenize_for_embedding(self.tokenizer, passages, cfg.passage_max_length, cfg.append_eos)
-        return {"query": collate(self.tokenizer, q_ids, cfg.padding_side, self.pad_to_multiple_of),
-                "passage": collate(self.tokenizer, p_ids, cfg.padding_side, self.pad_to_multiple_of)}
+        pad = pad_id(self.tokenizer)
+        return {"query": pad_batch(q_ids, pad, cfg.padding_side, self.pad_to_multiple_of),
+                "passage": pad_batch(p_ids, pad, cfg.padding_side, self.pad_to_multiple_of)}
 
 
 class PairCollator:
@@ -55,7 +57,8 @@ class PairCollator:
         self.pad_token_id, self.pad_to_multiple_of = pad_token_id, pad_to_multiple_of
 
     def __call__(self, groups: List[Group]) -> Dict:
-        from ..rerankers.rankllama import collate_pairs, format_pair, tokenize_pairs
+        from ..batching import pad_batch
+        from ..rerankers.inputs import format_pair, tokenize_pairs
 
         cfg = self.config
         pairs = [format_pair(query, doc.title, doc.text, cfg) for query, docs in groups for doc in docs]
@@ -64,5 +67,5 @@ class PairCollator:
         sizes = {len(docs) for _, docs in groups}
         if len(sizes) != 1:
             raise ValueError(f"groups of different sizes in one batch: {sorted(sizes)}")
-        return {"pairs": collate_pairs(ids, self.pad_token_id, self.pad_to_multiple_of),
+        return {"pairs": pad_batch(ids, self.pad_token_id, "right", self.pad_to_multiple_of),
                 "group_size": sizes.pop()}

@@ -26,8 +26,10 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..encoders.llara import PROMPT_FORMATS, add_prompt_tokens, prompt_format
-from ..errors import UserError, run_cli
+from ..cli import run_cli
+from ..encoders.llara import add_prompt_tokens, prompt_format
+from ..errors import UserError
+from ..models.presets import PROMPT_FORMATS
 from .llara_data import LlaraCollator, PretrainExample, load_examples
 
 
@@ -124,25 +126,6 @@ class ExampleData:
         return self.examples[index]
 
 
-def load_causal_lm(name_or_path: str, dtype: str, device: str, full: bool, gradient_checkpointing: bool):
-    """The causal LM to adapt (its LM head scores the bag of words): float32 master weights for full
-    fine-tuning, ``dtype`` for a frozen LoRA base, SDPA attention (it takes the custom 4-D mask)."""
-    from transformers import AutoModelForCausalLM
-
-    from ..models.load import check_remote_code, check_weights_safe, torch_dtype
-    from ..models.loader import resolve_model_path
-
-    folder = resolve_model_path(name_or_path)
-    check_remote_code(folder, False)
-    check_weights_safe(folder)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(folder), dtype=torch.float32 if full else torch_dtype(dtype, device), attn_implementation="sdpa")
-    model.config.use_cache = False
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model.to(torch.device(device))
-
-
 def build_parser():
     from .arguments import build_parser as build_training_parser
 
@@ -199,11 +182,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def adapt(t, m, ns: dict) -> dict:
     """Run the adaptation and export the checkpoint folder; returns the trainer state."""
-    from ..models.load import load_tokenizer
-    from ..models.loader import resolve_model_path
     from .data import StepBatches
     from .distributed import barrier, init_distributed
-    from .lora import apply_lora, compile_layers
+    from .lora import apply_lora, compile_layers, load_base_model
     from .loop import Trainer, prepare_output
     from .runner import export_checkpoint, pick_device
 
@@ -219,9 +200,10 @@ def adapt(t, m, ns: dict) -> dict:
                           dist_info.world_size, dist_info.rank)
     total_steps = t.max_steps or t.epochs * batches.steps_per_epoch
 
-    tokenizer = load_tokenizer(resolve_model_path(m.model), "left")
     torch.manual_seed(t.seed)
-    model = load_causal_lm(m.model, m.dtype, device, m.full, m.gradient_checkpointing)
+    # the causal LM: its head scores the bag of words; SDPA attention takes LLaRA's custom 4-D mask
+    model, tokenizer = load_base_model(m.model, "causal-lm", m.dtype, device, m.full, m.gradient_checkpointing)
+    tokenizer.padding_side = "left"
     add_prompt_tokens(tokenizer, model, fmt)
     if not m.full:
         # the peft task type only names the wrapper; the adapter is merged before export
@@ -229,8 +211,9 @@ def adapt(t, m, ns: dict) -> dict:
                            [s.strip() for s in m.lora_target_modules.split(",") if s.strip()])
     if m.compile:
         compile_layers(model)
-    config = fmt.checkpoint_config(tokenizer, base_model=m.model, query_max_length=ns["query_max_length"],
-                                   passage_max_length=ns["passage_max_length"], dtype=m.dtype)
+    config = fmt.checkpoint_config(tokenizer.eos_token, base_model=m.model, dtype=m.dtype,
+                                   query_max_length=ns["query_max_length"],
+                                   passage_max_length=ns["passage_max_length"])
     config.extra.update(trainer="pyserini_llama.train.llara", lora=not m.full, max_length=ns["max_length"],
                         chunk_words=ns["chunk_words"], lm_weight=ns["lm_weight"], bow_weight=ns["bow_weight"])
     collate = LlaraCollator(tokenizer, fmt, ns["max_length"], not ns["keep_stop_words"], "left",

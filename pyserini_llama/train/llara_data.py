@@ -27,7 +27,7 @@ import torch
 
 from ..data.beir import parse_document
 from ..data.jsonl import iter_jsonl
-from ..encoders.llara import PromptFormat
+from ..models.presets import PromptFormat
 from ..errors import DataError, UserError
 
 # A sentence ends at . ! or ? (closing quotes/brackets included) followed by whitespace. Deliberately simple and
@@ -171,7 +171,7 @@ class LlaraCollator:
         self.strip_stop_words = strip_stop_words
         self.padding_side = padding_side
         self.pad_to_multiple_of = max(1, pad_to_multiple_of)
-        ebae, ebar = fmt.suffixes(tokenizer)
+        ebae, ebar = fmt.suffixes(tokenizer.eos_token)
         self.prefix_ids = tokenizer(fmt.prefix, add_special_tokens=True)["input_ids"]
         self.ebae_ids = tokenizer(ebae, add_special_tokens=False)["input_ids"]
         self.ebar_ids = tokenizer(ebar, add_special_tokens=False)["input_ids"]

@@ -21,44 +21,22 @@ from typing import Sequence
 
 from .arguments import LORA_TARGET_MODULES
 
-PEFT_TASK = {"embedding": "FEATURE_EXTRACTION", "sequence-classification": "SEQ_CLS"}
+PEFT_TASK = {"embedding": "FEATURE_EXTRACTION", "sequence-classification": "SEQ_CLS",
+             "causal-lm": "CAUSAL_LM"}
 
 
 def load_base_model(name_or_path: str, task: str, dtype: str, device: str, full: bool,
-                    gradient_checkpointing: bool = True, pad_token_id=None):
-    """The base model for ``task``; LoRA keeps frozen weights in ``dtype``, full fine-tuning in float32."""
-    import torch
-    from transformers import AutoModel, AutoModelForSequenceClassification
+                    gradient_checkpointing: bool = True):
+    """The base model and tokenizer for ``task``; LoRA keeps frozen weights in ``dtype``, full fine-tuning in
+    float32 (AdamW updates are too small for bf16; autocast runs the matmuls in bf16 either way). A checkpoint
+    with an adapter is merged first, so training can continue from any checkpoint."""
+    from ..models.load import load_checkpoint
 
-    from ..models.load import check_remote_code, check_weights_safe, torch_dtype
-    from ..models.loader import resolve_model_path
-
-    folder = resolve_model_path(name_or_path)
-    check_remote_code(folder, False)
-    check_weights_safe(folder)
-    # Full fine-tuning keeps float32 master weights (AdamW updates are too small for bf16); autocast runs
-    # the matmuls in bf16 either way.
-    weights_dtype = torch.float32 if full else torch_dtype(dtype, device)
-    kwargs = dict(dtype=weights_dtype, attn_implementation="sdpa")
+    loaded = load_checkpoint(name_or_path, task=task, device=device, dtype="float32" if full else dtype,
+                             training=True, gradient_checkpointing=gradient_checkpointing)
     if task == "sequence-classification":
-        model = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=1, **kwargs)
-        if pad_token_id is not None:
-            model.config.pad_token_id = pad_token_id  # the score head finds the last token by it
-    else:
-        model = AutoModel.from_pretrained(str(folder), **kwargs)
-    model.config.use_cache = False
-    if gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    return model.to(torch.device(device))
-
-
-def enable_gradient_checkpointing(model) -> None:
-    """Recompute each layer in backward; non-reentrant, so a frozen embedding table needs no input grads."""
-    enable = getattr(model, "activation_checkpointing_enable", None)  # the newer transformers name
-    if enable is not None:
-        enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        loaded.model.config.pad_token_id = loaded.tokenizer.pad_token_id  # the score head finds the last token
+    return loaded.model, loaded.tokenizer
 
 
 def compile_layers(model) -> int:
@@ -109,10 +87,10 @@ def save_model(model, folder: Path, base_model: str, dtype: str) -> None:
     """Write an adapter (LoRA) or a full safetensors model into ``folder``, weights cast to ``dtype``."""
     import torch
 
-    from ..models.load import torch_dtype
+    from ..runtime import torch_dtype
 
     folder = Path(folder)
-    target = torch_dtype(dtype, "cuda")  # the dtype named, whatever device trained
+    target = torch_dtype(dtype)  # the dtype named, whatever device trained
     if is_peft(model):
         from peft import get_peft_model_state_dict
         from safetensors.torch import save_file

@@ -18,8 +18,9 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import run_cli
-from ..models.checkpoint import CheckpointConfig
+from ..cli import run_cli
+from ..models.config import CheckpointConfig
+from ..models.presets import rankllama_v1_config
 from .arguments import TrainArguments, parse_args
 from .collator import PairCollator
 from .runner import TaskSpec, run_training
@@ -50,10 +51,9 @@ class RankLlamaTrainModel(torch.nn.Module):
 
 
 def checkpoint_config(args: TrainArguments) -> CheckpointConfig:
-    return CheckpointConfig(
-        kind="rankllama", base_model=args.model.model, query_prefix="query: ", passage_prefix="document: ",
-        query_max_length=args.data.query_max_length, passage_max_length=args.data.passage_max_length,
-        normalize=False, append_eos=False, dtype=args.model.dtype, padding_side="right",
+    return rankllama_v1_config(
+        base_model=args.model.model, query_max_length=args.data.query_max_length,
+        passage_max_length=args.data.passage_max_length, dtype=args.model.dtype,
         extra={"trainer": "pyserini_llama.train.rankllama",
                "lora": None if args.model.full else {"r": args.model.lora_r, "alpha": args.model.lora_alpha}})
 

@@ -18,8 +18,9 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import run_cli
-from ..models.checkpoint import CheckpointConfig
+from ..cli import run_cli
+from ..models.config import CheckpointConfig
+from ..models.presets import repllama_config
 from .arguments import TrainArguments, parse_args
 from .collator import EmbeddingCollator
 from .distributed import gather_with_grad
@@ -56,10 +57,9 @@ class RepLlamaTrainModel(torch.nn.Module):
 
 
 def checkpoint_config(args: TrainArguments) -> CheckpointConfig:
-    return CheckpointConfig(
-        kind="repllama", base_model=args.model.model, query_prefix="query: ", passage_prefix="passage: ",
-        query_max_length=args.data.query_max_length, passage_max_length=args.data.passage_max_length,
-        pooling="eos", normalize=True, append_eos=True, dtype=args.model.dtype, padding_side="right",
+    return repllama_config(
+        base_model=args.model.model, query_max_length=args.data.query_max_length,
+        passage_max_length=args.data.passage_max_length, dtype=args.model.dtype,
         extra={"trainer": "pyserini_llama.train.repllama", "temperature": args.training.temperature,
                "lora": None if args.model.full else {"r": args.model.lora_r, "alpha": args.model.lora_alpha}})
 

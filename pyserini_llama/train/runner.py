@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from ..models.checkpoint import CheckpointConfig
+from ..models.config import CheckpointConfig
 from .arguments import TrainArguments
 from .data import StepBatches, load_training_data
 from .distributed import DistInfo, barrier, init_distributed
@@ -54,9 +54,6 @@ def run_training(args: TrainArguments, spec: TaskSpec) -> dict:
 
 
 def _train(args: TrainArguments, spec: TaskSpec, dist_info: DistInfo) -> dict:
-    from ..models.load import load_tokenizer
-    from ..models.loader import resolve_model_path
-
     t = args.training
     device = pick_device(t.device, dist_info)
     output = Path(t.output)
@@ -72,11 +69,10 @@ def _train(args: TrainArguments, spec: TaskSpec, dist_info: DistInfo) -> dict:
     total_steps = t.max_steps or t.epochs * batches.steps_per_epoch
 
     config = spec.checkpoint_config(args)
-    tokenizer = load_tokenizer(resolve_model_path(args.model.model), config.padding_side)
     torch.manual_seed(t.seed)  # identical initial weights (LoRA, score head) on every rank
     m = args.model
-    model = load_base_model(m.model, spec.task, m.dtype, device, m.full, m.gradient_checkpointing,
-                            pad_token_id=tokenizer.pad_token_id)
+    model, tokenizer = load_base_model(m.model, spec.task, m.dtype, device, m.full, m.gradient_checkpointing)
+    tokenizer.padding_side = config.padding_side
     if not m.full:
         model = apply_lora(model, spec.task, m.lora_r, m.lora_alpha, m.lora_dropout,
                            [s.strip() for s in m.lora_target_modules.split(",") if s.strip()])
