@@ -312,7 +312,7 @@ CASES = [
     Case("encode-missing-corpus", "pyserini_llama.encode",
          lambda w, tmp: ["corpus", "--corpus", str(tmp / "nope.jsonl"), "--index", str(tmp / "idx"),
                          "--encoder", str(w.model)],
-         r"collection '.*nope\.jsonl' not found", out("idx")),
+         r"nope\.jsonl: corpus file not found", out("idx")),
     # python -m pyserini.encode with our encoder class (the Pyserini hook)
     Case("pyserini-encode-checkpoint-missing-config", "pyserini.encode",
          lambda w, tmp: ["input", "--corpus", str(w.beir / "corpus.jsonl"), "--fields", "title", "text",

@@ -147,11 +147,12 @@ def test_pyserini_search_faiss(setup, pyserini_index, encoder, how, tmp_path):
 @pytest.mark.integration
 def test_hybrid_cli_and_python_searchers(setup, pyserini_index, encoder, tmp_path):
     """pyserini.search.hybrid; FaissSearcher, with our encoder or our pre-encoded queries; HybridSearcher."""
+    from pyserini_llama.data.collections import open_topics
+    from pyserini_llama.dense.index import write_encoded_queries
     from pyserini_llama.lucene import build_lucene_index
-    from pyserini_llama.encode import write_encoded_queries
 
     root, model = setup
-    write_encoded_queries(encoder, str(root / "topics.tsv"), str(tmp_path / "encoded"))
+    write_encoded_queries(encoder, open_topics(str(root / "topics.tsv")), tmp_path / "encoded")
     lucene = build_lucene_index(root / "corpus.jsonl", tmp_path / "lucene")
     run_cli("pyserini.search.hybrid", "dense", "--index", str(pyserini_index), "--encoder", str(model),
             "--encoder-class", "repllama", "--device", "cpu", "sparse", "--index", str(lucene),
