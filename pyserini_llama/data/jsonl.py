@@ -55,3 +55,20 @@ def iter_jsonl(path: PathLike) -> Iterator[Tuple[int, dict]]:
         if not isinstance(obj, dict):
             raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", lineno)
         yield lineno, obj
+
+
+def read_json_object(path: PathLike, what: str = "JSON file") -> dict:
+    """A whole-file JSON object; a missing, unreadable, malformed or non-object file is a DataError naming it.
+
+    ``what`` says what the file is for the message (``index info``, ``checkpoint config``, ...).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"malformed {what} ({e.msg})", e.lineno) from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise DataError(path, f"cannot read {what} ({e})") from None
+    if not isinstance(data, dict):
+        raise DataError(path, f"malformed {what}: expected a JSON object, got {type(data).__name__}")
+    return data

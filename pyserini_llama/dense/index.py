@@ -26,6 +26,7 @@ import numpy as np
 
 from ..data.atomic import atomic_dir, atomic_write, check_output_dir
 from ..data.beir import Document, iter_corpus
+from ..data.jsonl import read_json_object
 from ..errors import DataError, UserError
 from ..fingerprint import file_sha256
 from ..paths import remove_tree
@@ -195,15 +196,7 @@ def _merge_shards(work: Path, n_shards: int, index_dir: Path, manifest: dict, ov
 def read_index_info(index_dir: PathLike) -> Optional[dict]:
     """What built the index (encoder, config, max length), when we built it; ``None`` for other indexes."""
     path = Path(index_dir, INFO_NAME)
-    if not path.is_file():
-        return None
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(path, f"garbled index info ({e}); rebuild the index or delete this file") from None
-    if not isinstance(info, dict):
-        raise DataError(path, "garbled index info (not a JSON object); rebuild the index or delete this file")
-    return info
+    return read_json_object(path, "index info") if path.is_file() else None
 
 
 def write_encoded_queries(encoder, topics: dict, output: PathLike, max_length: Optional[int] = None,

@@ -85,16 +85,12 @@ class CheckpointConfig:
     @classmethod
     def load(cls, folder: Path) -> Optional["CheckpointConfig"]:
         """The folder's config, ``None`` when it has none; a malformed file is a DataError naming it."""
+        from ..data.jsonl import read_json_object
+
         path = Path(folder, CONFIG_NAME)
         if not path.is_file():
             return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(path, f"malformed JSON ({e.msg})", e.lineno) from None
-        except (UnicodeDecodeError, OSError) as e:
-            raise DataError(path, f"cannot be read ({e})") from None
-        return cls.from_dict(data, path)
+        return cls.from_dict(read_json_object(path, "checkpoint config"), path)
 
 
 def _check(value: Any, hint: Any) -> bool:

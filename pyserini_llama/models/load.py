@@ -20,11 +20,11 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
+from ..data.jsonl import read_json_object
 from ..errors import DataError, UserError
 from ..fingerprint import fingerprint, folder_fingerprint
 from ..runtime import resolve_dtype, torch_dtype
@@ -76,23 +76,10 @@ def is_adapter(folder: Path) -> bool:
     return (folder / "adapter_config.json").exists()
 
 
-def read_json(path: Path) -> dict:
-    """A JSON object from ``path``; anything else is a DataError naming the file (and line)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(path, f"malformed JSON ({e.msg})", e.lineno) from None
-    except (UnicodeDecodeError, OSError) as e:
-        raise DataError(path, f"cannot be read ({e})") from None
-    if not isinstance(data, dict):
-        raise DataError(path, f"expected a JSON object, got {type(data).__name__}")
-    return data
-
-
 def adapter_base_model(folder: Path, config: Optional[CheckpointConfig]) -> str:
     path = folder / "adapter_config.json"
     base = (config.base_model if config and config.base_model else None) or \
-        read_json(path).get("base_model_name_or_path")
+        read_json_object(path, "adapter config").get("base_model_name_or_path")
     if not base or not isinstance(base, str):
         raise DataError(path, "no base_model_name_or_path (a string); set base_model in pyserini_llama.json")
     if not Path(base).is_absolute() and (folder / base).is_dir():
@@ -124,7 +111,7 @@ def check_remote_code(folder: Path, trust_remote_code: bool) -> None:
     path = folder / "config.json"
     if trust_remote_code or not path.exists():
         return
-    data = read_json(path)
+    data = read_json_object(path, "model config")
     model_type = data.get("model_type")
     if data.get("auto_map") and model_type not in CONFIG_MAPPING:
         raise UserError(f"{folder}: architecture {model_type!r} is custom code shipped in the checkpoint; it runs "
@@ -225,7 +212,7 @@ def _merge_adapter(model, base: Path, adapter: Path, task: str):
     from peft import PeftModel
 
     check_weights_safe(adapter)
-    read_json(adapter / "adapter_config.json")  # malformed: one line naming the file, not peft's traceback
+    read_json_object(adapter / "adapter_config.json", "adapter config")  # malformed: one line naming the file, not peft's traceback
     if task == "sequence-classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = 0
     try:

@@ -184,16 +184,10 @@ def manifest_path(name: str) -> Path:
 
 
 def read_manifest(name: str) -> Optional[dict]:
+    from ..data.jsonl import read_json_object
+
     path = manifest_path(name)
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(path, f"garbled cache manifest ({e}); refetch or rebuild with --overwrite") from None
-    if not isinstance(manifest, dict):
-        raise DataError(path, "garbled cache manifest; refetch or rebuild with --overwrite")
-    return manifest
+    return read_json_object(path, "index cache manifest") if path.is_file() else None
 
 
 def is_cached(name: str) -> bool:
