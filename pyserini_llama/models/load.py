@@ -30,7 +30,7 @@ from ..fingerprint import fingerprint, folder_fingerprint
 from ..runtime import resolve_dtype, torch_dtype
 from .config import CheckpointConfig
 from .hub import resolve_model_path
-from .presets import BUILTIN, PACKAGED_DIR
+from .presets import BUILTIN, PACKAGED_DIR, find_builtin
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 TASKS = ("embedding", "sequence-classification", "causal-lm")
@@ -51,12 +51,10 @@ def resolve_checkpoint(name_or_path: str) -> Tuple[Path, Optional[CheckpointConf
     """The checkpoint's local folder and its config (from the folder, else the built-in table)."""
     key = str(name_or_path).lower()
     exists = Path(name_or_path).expanduser().exists()
-    by_hub_id = {entry.path.lower(): name for name, entry in BUILTIN.items()}
-    if key in by_hub_id and not exists:  # a published hub id gets its known config
-        key = by_hub_id[key]
-    if key in BUILTIN and not exists:
-        folder = resolve_model_path(BUILTIN[key].path)
-        return folder, CheckpointConfig.load(folder) or BUILTIN[key].config
+    builtin = None if exists else find_builtin(key)  # a published hub id gets its known config
+    if builtin is not None:
+        folder = resolve_model_path(BUILTIN[builtin].path)
+        return folder, CheckpointConfig.load(folder) or BUILTIN[builtin].config
     packaged = PACKAGED_DIR / key
     if not exists and key and "/" not in key and packaged.is_dir():
         return packaged, CheckpointConfig.load(packaged)
