@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import cli_env, run_cli
 from hub_server import FakeHub
 
 BASE, ADAPTER = "meta-llama/Llama-2-7b-hf", "castorini/repllama-v1-7b-lora-passage"
@@ -44,12 +45,12 @@ def published_adapter(base: Path, folder: Path) -> Path:
     return merged
 
 
-def tevatron_v1_query_vectors(model, tokenizer, queries, max_length=32) -> np.ndarray:
-    """tevatron v1's encode.py, one query at a time: ids of ``query: {q}`` cut at max_length - 3, + EOS, no
-    BOS; the last state, normalised."""
+def tevatron_v1_vectors(model, tokenizer, texts, max_length=32) -> np.ndarray:
+    """tevatron v1's encode.py, one formatted text at a time: its ids cut at max_length - 3, + EOS, no BOS; the
+    last state, normalised."""
     vectors = []
-    for query in queries:
-        ids = tokenizer.encode("query: " + query, add_special_tokens=False, max_length=max_length - 3,
+    for text in texts:
+        ids = tokenizer.encode(text, add_special_tokens=False, max_length=max_length - 3,
                                truncation=True) + [tokenizer.eos_token_id]
         with torch.no_grad():
             state = model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1]
@@ -70,8 +71,9 @@ def hub(tmp_path_factory):
     server = FakeHub()
     server.add_repo(BASE, base)
     server.add_repo(ADAPTER, tmp / "adapter")
-    expected = tevatron_v1_query_vectors(merged.eval(), AutoTokenizer.from_pretrained(str(base)),
-                                         QUERIES.values())
+    reference = dict(model=merged.eval(), tokenizer=AutoTokenizer.from_pretrained(str(base)))
+    expected = tevatron_v1_vectors(texts=["query: " + q for q in QUERIES.values()], **reference)
+    server.reference = reference
     yield server, expected
     server.close()
 
@@ -132,6 +134,48 @@ def test_gated_and_cut_downloads_fail_in_one_line_and_never_look_complete(hub, t
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "resumed" / "embedding.pkl", "rb") as f:
         np.testing.assert_allclose(np.stack(pickle.load(f)["embedding"]), expected, atol=1e-5)
+
+
+PYSERINI_ENCODERS = """
+import json, sys
+from pyserini.search.faiss.__main__ import init_query_encoder
+from pyserini.encode.__main__ import init_encoder
+queries, docs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+out = {}
+for name in ("repllama", "repllama-beir"):
+    # exactly what python -m pyserini.search.faiss / pyserini.encode do with --encoder NAME (no --encoder-class)
+    q = init_query_encoder(name, None, None, None, None, "cpu", None, "cls", True, None)
+    d = init_encoder(name, None, "cpu", "cls", True, None, False, False)
+    out[name] = dict(classes=[type(q).__name__, type(d).__name__],
+                     queries=q.encode_batch(queries).tolist(),
+                     docs=d.encode(texts=[t for _, t in docs], titles=[t for t, _ in docs], max_length=512).tolist())
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.integration
+def test_unmodified_pyserini_picks_the_recipe_by_name(hub, tmp_path):
+    """--encoder repllama-beir through Pyserini's own encoder resolution: the BEIR recipe (queries up to 512
+    tokens), where --encoder repllama cuts them at 32 as on MS MARCO."""
+    server, _ = hub
+    queries = list(QUERIES.values())
+    docs = [("", "Heat transfer in the boundary layer. " * 40), ("Protein folding", "Proteins fold.")]
+    proc = subprocess.run([sys.executable, "-c", PYSERINI_ENCODERS, json.dumps(queries), json.dumps(docs)],
+                          env=cli_env(HF_ENDPOINT=server.endpoint, HF_HOME=str(tmp_path / "hf"),
+                                      HF_HUB_OFFLINE="0", HF_HUB_DISABLE_PROGRESS_BARS="1"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    ref = server.reference
+    passages = tevatron_v1_vectors(texts=[f"passage: {t} {x}" for t, x in docs], max_length=512, **ref)
+    for name, length in (("repllama", 32), ("repllama-beir", 512)):
+        assert got[name]["classes"] == ["RepLlamaQueryEncoder", "RepLlamaDocumentEncoder"]
+        want = tevatron_v1_vectors(texts=["query: " + q for q in queries], max_length=length, **ref)
+        np.testing.assert_allclose(np.array(got[name]["queries"]), want, atol=1e-5)
+        np.testing.assert_allclose(np.array(got[name]["docs"]), passages, atol=1e-5)
+    long_query = np.array([got[name]["queries"][1] for name in ("repllama", "repllama-beir")])
+    assert long_query[0] @ long_query[1] < 0.999  # the 32-token cut changed the long query's vector
+    assert "recipe is 196" in proc.stderr  # --max-length 512 differs from repllama's MS MARCO passage length
 
 
 def test_files_to_download_takes_one_weight_format():
