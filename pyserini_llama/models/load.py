@@ -101,7 +101,10 @@ def adapter_base_model(folder: Path, config: Optional[CheckpointConfig]) -> str:
 # --- safety --------------------------------------------------------------------------------------------------
 
 def check_weights_safe(folder: Path) -> None:
-    """Refuse pickled weights that torch's weights-only unpickler rejects (they could run code)."""
+    """Refuse pickled weights that torch's weights-only unpickler rejects (they could run code), and say so
+    apart from a pickle that cannot be read at all (cut short, damaged)."""
+    import pickle
+
     import torch
 
     if any(folder.glob("*.safetensors")):
@@ -110,9 +113,13 @@ def check_weights_safe(folder: Path) -> None:
         if path.suffix in PICKLE_SUFFIXES and path.is_file():
             try:
                 torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001
+            except pickle.UnpicklingError as e:  # the weights-only unpickler met something not a tensor
                 raise UserError(f"{path}: refused to load pickled weights that are not plain tensors "
                                 f"({type(e).__name__}); convert the checkpoint to safetensors") from None
+            except Exception as e:  # noqa: BLE001 - a torn zip, a truncated legacy pickle
+                raise UserError(f"{path}: cannot be read ({type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else 'no detail'}); "
+                                f"is it damaged or incomplete? download or copy it again") from None
 
 
 def check_remote_code(folder: Path, trust_remote_code: bool) -> None:
