@@ -13,8 +13,8 @@ checkpoint's ``input_layout`` names the one it is used with (:data:`LAYOUTS`):
 ``model-card``   the example on the published adapters' model card, ``tokenizer(f"passage: {title} {text}</s>")``:
                  BOS + ``ids(text)`` + EOS, the title joined as in v1 (cut to ``max_length`` with the EOS kept;
                  the card itself does not truncate).
-``tevatron-v2``  tevatron v2 (``src/tevatron/retriever``) and this project's trainers: BOS + ``ids(text)`` cut to
-                 ``max_length - 1``, + EOS; ``f"{title} {text}".strip()``, so an empty title leaves one space.
+``tevatron-v2``  tevatron v2 (``src/tevatron/retriever``) and this project's trainers: ``BOS + ids(text)`` cut to
+                 ``max_length - 1``, + EOS; ``f"{title} {text}".strip()``, so an empty title leaves no extra space.
 
 A document without a title field (a plain string) is ``passage: {text}`` in every layout.
 """
