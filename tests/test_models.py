@@ -95,3 +95,19 @@ def test_pickled_adapter_with_code_is_refused(tmp_path, tiny_llama):
 def test_invalid_names():
     with pytest.raises(UserError, match="no such folder, and not a hub id"):
         resolve_model_path("./does/not/exist")
+
+
+def test_truncated_pickled_adapter_is_reported_as_damaged(tmp_path, tiny_llama):
+    """A .bin cut short (a copy or download that stopped) is not mistaken for a pickle carrying code."""
+    import io
+
+    from safetensors.torch import load_file
+
+    make_adapter(tiny_llama, tmp_path / "adapter")
+    weights = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    (tmp_path / "adapter" / "adapter_model.safetensors").unlink()
+    buffer = io.BytesIO()
+    torch.save(weights, buffer)
+    (tmp_path / "adapter" / "adapter_model.bin").write_bytes(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+    with pytest.raises(UserError, match="adapter_model.bin: cannot be read .*damaged or incomplete"):
+        load_checkpoint(str(tmp_path / "adapter"))

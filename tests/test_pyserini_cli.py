@@ -55,6 +55,33 @@ def test_hook_registers_our_classes_first():
     assert list(pe.query_encoder_class_map)[:2] == ["repllama-onnx", "repllama"]
 
 
+# the plugin installed without its .pth file: Java prepared by hand, no import hook
+NO_HOOK = ("import sys, pyserini_llama.java; pyserini_llama.java.ensure_java(); "
+           "sys.meta_path[:] = [f for f in sys.meta_path if type(f).__module__ != 'pyserini_llama_hook']")
+IMPORT_ORDERS = [
+    "import pyserini_llama.encoders.pyserini_adapters",
+    "import pyserini_llama.encoders.llara_adapters",
+    NO_HOOK + "; import pyserini_llama.encoders.pyserini_adapters",
+]
+
+
+def test_every_import_order_registers_our_classes_silently():
+    """Importing our adapters before pyserini.encode used to print circular-import warnings and leave them out.
+    (pyserini.encode first is what every Pyserini CLI test here does.)"""
+    check = textwrap.dedent("""
+        import pyserini.encode as e
+        print(list(e.query_encoder_class_map)[:3], list(e.document_encoder_class_map)[:2],
+              e.query_encoder_class_map["repllama"].__name__, e.document_encoder_class_map["llara"].__name__)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", order + "\n" + check], env=cli_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for order in IMPORT_ORDERS]
+    for order, proc in zip(IMPORT_ORDERS, procs):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and err.strip() == "", f"{order}:\n{err}"
+        assert out.split() == ["['repllama-onnx',", "'repllama',", "'llara']", "['repllama',", "'llara']",
+                               "RepLlamaQueryEncoder", "LlaraDocumentEncoder"], f"{order}: {out}"
+
+
 def test_query_encoder(setup, encoder):
     from pyserini_llama.encoders.pyserini_adapters import RepLlamaQueryEncoder
 

@@ -1,40 +1,65 @@
 """Text -> token ids -> one vector: the input recipe of RepLLaMA-style embedding models, shared by inference,
 training and ONNX export so that all three see exactly the same tokens.
 
-The published recipe (Ma et al., 2023; tevatron): the tokenizer's own special tokens (BOS for LLaMA-2) +
-``query: {q}`` or ``passage: {title} {text}`` + an appended EOS, truncated so that the EOS always survives; the
-embedding is the last layer's state at that EOS (or, for LLaRA, the mean of the last ``k`` states), optionally
-L2-normalised.
+The recipe (Ma et al., 2023; tevatron): ``query: {q}`` or ``passage: {title} {text}`` + an appended EOS, truncated
+so that the EOS always survives; the embedding is the last layer's state at that EOS (or, for LLaRA, the mean of
+the last ``k`` states), optionally L2-normalised. Three codebases build the rows slightly differently, and a
+checkpoint's ``input_layout`` names the one it is used with (:data:`LAYOUTS`):
+
+``tevatron-v1``  tevatron v1 (transformers 4.33), which trained the published RepLLaMA adapters and produced their
+                 published numbers: ``ids(text)[:max_length - 3] + [EOS]``, **no BOS** (its
+                 ``prepare_for_model`` adds no special tokens for LLaMA's fast tokenizer); title and text joined
+                 by one space as they are, so an empty title leaves ``passage:  text`` (two spaces).
+``model-card``   the example on the published adapters' model card, ``tokenizer(f"passage: {title} {text}</s>")``:
+                 BOS + ``ids(text)`` + EOS, the title joined as in v1 (cut to ``max_length`` with the EOS kept;
+                 the card itself does not truncate).
+``tevatron-v2``  tevatron v2 (``src/tevatron/retriever``) and this project's trainers: ``BOS + ids(text)`` cut to
+                 ``max_length - 1``, + EOS; ``f"{title} {text}".strip()``, so an empty title leaves no extra space.
+
+A document without a title field (a plain string) is ``passage: {text}`` in every layout.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..data.beir import Document
-from ..models.config import CheckpointConfig
+from ..errors import UserError
+from ..models.config import INPUT_LAYOUTS, CheckpointConfig
 
-PassageLike = Union[Tuple[str, str], Document, str]
+PassageLike = Union[Tuple[Optional[str], str], Document, str]
+
+# layout -> (special tokens of the tokenizer before the text, tokens reserved besides the text)
+LAYOUTS: Dict[str, Tuple[bool, int]] = {"tevatron-v1": (False, 3), "model-card": (True, 1),
+                                        "tevatron-v2": (True, 1)}
+assert tuple(LAYOUTS) == INPUT_LAYOUTS
 
 
-def title_text(doc: PassageLike) -> Tuple[str, str]:
-    """``(title, text)`` of a Document, a ``(title, text)`` pair or a plain string."""
+def title_text(doc: PassageLike) -> Tuple[Optional[str], str]:
+    """``(title, text)`` of a Document, a ``(title, text)`` pair or a plain string (title ``None``: no field)."""
     if isinstance(doc, Document):
         return doc.title, doc.text
     if isinstance(doc, str):
-        return "", doc
+        return None, doc
     title, text = doc
-    return title or "", text or ""
+    return title, text or ""
 
 
 def format_query(query: str, config: CheckpointConfig) -> str:
     return f"{config.query_prefix}{query}{config.query_suffix}"
 
 
-def format_passage(title: str, text: str, config: CheckpointConfig) -> str:
-    """``passage: {title} {text}`` as tevatron joins them (an empty title leaves no stray space)."""
-    return f"{config.passage_prefix}{f'{title} {text}'.strip()}{config.passage_suffix}"
+def join_title(title: Optional[str], text: str, layout: str) -> str:
+    """``{title} {text}`` as ``layout`` joins them: v2 strips the result, v1 and the model card keep it as it is
+    (an empty title leaves a leading space); without a title field (``None``) the text alone."""
+    body = text if title is None else f"{title} {text}"
+    return body.strip() if layout == "tevatron-v2" else body
+
+
+def format_passage(title: Optional[str], text: str, config: CheckpointConfig) -> str:
+    """``passage: {title} {text}`` as the checkpoint's layout joins them."""
+    return f"{config.passage_prefix}{join_title(title, text, config.input_layout)}{config.passage_suffix}"
 
 
 def cut_long_texts(tokenizer, texts: Sequence[str], max_tokens: int) -> List[str]:
@@ -51,26 +76,45 @@ def cut_long_texts(tokenizer, texts: Sequence[str], max_tokens: int) -> List[str
     return [t if len(t) <= budget else t[:budget] for t in texts]
 
 
-def tokenize_for_embedding(tokenizer, texts: List[str], max_length: int,
-                           append_eos: bool = True) -> List[List[int]]:
-    """Token ids with the tokenizer's own special tokens, truncated to fit ``max_length`` with an EOS appended.
+def tokenize_for_embedding(tokenizer, texts: List[str], max_length: int, append_eos: bool = True,
+                           layout: str = "tevatron-v2") -> List[List[int]]:
+    """Token ids of formatted texts in ``layout`` (see :data:`LAYOUTS`), at most ``max_length`` per row.
 
-    The EOS is appended after truncation (tevatron v2), so it survives however long the text is.
+    The EOS is appended after truncation, so it survives however long the text is.
     """
-    if max_length < 2:
-        raise ValueError(f"max_length must be at least 2, got {max_length}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown input layout {layout!r} (use {', '.join(LAYOUTS)})")
+    special, reserve = LAYOUTS[layout]
+    if max_length <= reserve:
+        raise UserError(f"max length {max_length} leaves no room for text in input layout {layout} "
+                        f"(it needs at least {reserve + 1})")
     if append_eos and tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token; set append_eos=false in the checkpoint config")
     if not texts:
         return []
-    limit = max_length - 1 if append_eos else max_length
-    ids = tokenizer(cut_long_texts(tokenizer, texts, limit), add_special_tokens=True, truncation=True,
+    limit = max_length - reserve if append_eos or not special else max_length
+    ids = tokenizer(cut_long_texts(tokenizer, texts, limit), add_special_tokens=special, truncation=True,
                     max_length=limit, padding=False, return_attention_mask=False,
                     return_token_type_ids=False)["input_ids"]
     if append_eos:
         eos = tokenizer.eos_token_id
         ids = [row + [eos] for row in ids]
     return ids
+
+
+def query_token_ids(tokenizer, config: CheckpointConfig, queries: Sequence[str],
+                    max_length: Optional[int] = None) -> List[List[int]]:
+    """Query rows of a RepLLaMA-style checkpoint: its prefix, length and layout."""
+    return tokenize_for_embedding(tokenizer, [format_query(q, config) for q in queries],
+                                  max_length or config.query_max_length, config.append_eos, config.input_layout)
+
+
+def passage_token_ids(tokenizer, config: CheckpointConfig, docs: Sequence[PassageLike],
+                      max_length: Optional[int] = None) -> List[List[int]]:
+    """Passage rows of a RepLLaMA-style checkpoint; a document is ``(title, text)``, a Document or a string."""
+    texts = [format_passage(*title_text(d), config) for d in docs]
+    return tokenize_for_embedding(tokenizer, texts, max_length or config.passage_max_length, config.append_eos,
+                                  config.input_layout)
 
 
 def pad_id(tokenizer) -> int:

@@ -16,9 +16,11 @@ The 16 ``<sN>`` tokens are added to the vocabulary; the embedding is the mean of
 last 1), L2-normalised.
 
 Token layout (as the reference builds it, not by tokenizing one joined string): the prefix tokenized *with* the
-tokenizer's special tokens (BOS + ``"``), the text *without*, truncated so that the whole row fits
-``max_length``, then the suffix *without* special tokens. Joining the strings first would change the tokens at
-both seams with a SentencePiece tokenizer.
+tokenizer's special tokens (BOS + ``"``), the text *without*, truncated, then the suffix *without* special tokens.
+Joining the strings first would change the tokens at both seams with a SentencePiece tokenizer. What the maximum
+length caps is the config's ``max_length_scope``: ``text`` (the default of LLaRA configs) cuts the text alone at
+the length and puts the prompt tokens on top, as the BAAI/LLARA model card's inference code does; ``row`` cuts the
+text so that the whole row fits, as FlagEmbedding's fine-tuning data code does.
 
 Example::
 
@@ -70,14 +72,17 @@ def check_prompt_tokens(tokenizer, config: CheckpointConfig) -> None:
 
 
 def segment_token_ids(tokenizer, texts: Sequence[str], prefix: str, suffix: str, max_length: int,
-                      extra_suffix: Sequence[int] = ()) -> List[List[int]]:
+                      extra_suffix: Sequence[int] = (), scope: str = "row") -> List[List[int]]:
     """``prefix`` (with special tokens) + text (without, truncated) + ``suffix`` (without) per text.
 
-    The text is cut so that the row, ``extra_suffix`` ids included, is at most ``max_length`` tokens.
+    With ``scope="row"`` the text is cut so that the row, ``extra_suffix`` ids included, is at most ``max_length``
+    tokens; with ``scope="text"`` the text alone is cut at ``max_length`` tokens and the prompt comes on top.
     """
     prefix_ids = tokenizer(prefix, add_special_tokens=True)["input_ids"]
     suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"] + list(extra_suffix)
-    room = max_length - len(prefix_ids) - len(suffix_ids)
+    if scope not in ("row", "text"):
+        raise ValueError(f"unknown max length scope {scope!r} (use 'row' or 'text')")
+    room = max_length if scope == "text" else max_length - len(prefix_ids) - len(suffix_ids)
     if room < 1:
         raise UserError(f"max_length {max_length} leaves no room for text after the LLaRA prompt "
                         f"({len(prefix_ids) + len(suffix_ids)} tokens)")
@@ -90,7 +95,7 @@ def segment_token_ids(tokenizer, texts: Sequence[str], prefix: str, suffix: str,
 
 def passage_text(doc: PassageLike) -> str:
     title, text = title_text(doc)
-    return f"{title} {text}".strip()
+    return f"{title or ''} {text}".strip()
 
 
 def query_token_ids(tokenizer, config: CheckpointConfig, queries: Sequence[str],
@@ -98,7 +103,7 @@ def query_token_ids(tokenizer, config: CheckpointConfig, queries: Sequence[str],
     """LLaRA query rows (the EBAR prompt) for a ``kind="llara"`` config; trainers call this too."""
     eos = [tokenizer.eos_token_id] if config.append_eos else []
     return segment_token_ids(tokenizer, queries, config.query_prefix, config.query_suffix,
-                             max_length or config.query_max_length, eos)
+                             max_length or config.query_max_length, eos, config.max_length_scope)
 
 
 def passage_token_ids(tokenizer, config: CheckpointConfig, docs: Sequence[PassageLike],
@@ -106,7 +111,8 @@ def passage_token_ids(tokenizer, config: CheckpointConfig, docs: Sequence[Passag
     """LLaRA passage rows (the EBAE prompt); a document is ``(title, text)``, a ``Document`` or a string."""
     eos = [tokenizer.eos_token_id] if config.append_eos else []
     return segment_token_ids(tokenizer, [passage_text(d) for d in docs], config.passage_prefix,
-                             config.passage_suffix, max_length or config.passage_max_length, eos)
+                             config.passage_suffix, max_length or config.passage_max_length, eos,
+                             config.max_length_scope)
 
 
 class LlaraEncoder(RepLlamaEncoder):

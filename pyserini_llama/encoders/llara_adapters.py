@@ -20,6 +20,7 @@ import numpy as np
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
 from .llara import LlaraEncoder
+from .registry import register_when_ready
 
 
 def _load(name: str, device: str, fp16: bool) -> LlaraEncoder:
@@ -77,8 +78,17 @@ class LlaraDocumentEncoder(DocumentEncoder):
     def __init__(self, model_name: str, tokenizer_name: Optional[str] = None, device: str = "cpu",
                  fp16: bool = False, **kwargs):
         self.encoder = _load(model_name, device, fp16)
+        self._warned: set = set()
 
     def encode(self, texts: List[str], titles: Optional[List[str]] = None, max_length: Optional[int] = None,
                **kwargs) -> np.ndarray:
-        docs = list(zip(titles, texts)) if titles is not None else list(texts)
-        return self.encoder.encode_passages(docs, max_length)
+        from .pyserini_adapters import passage_length, pyserini_docs
+
+        return self.encoder.encode_passages(pyserini_docs(texts, titles),
+                                            passage_length(self.encoder, max_length, self._warned))
+
+
+
+# Last, once the classes above exist: put them into Pyserini's encoder maps (the hook alone cannot when this
+# module is imported before pyserini.encode, since importing pyserini.encode is what triggers the hook).
+register_when_ready(__name__)

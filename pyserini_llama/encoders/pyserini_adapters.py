@@ -26,6 +26,7 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 from ..errors import EXIT_USER_ERROR, UserError
 from .onnx import OnnxEncoder
 from .repllama import RepLlamaEncoder
+from .registry import register_when_ready
 
 
 def report_user_errors_in_pyserini_cli() -> None:
@@ -122,12 +123,36 @@ class RepLlamaQueryEncoder(QueryEncoder):
         return self.encoder.encode_queries(list(queries))
 
 
+def passage_length(encoder: RepLlamaEncoder, max_length: Optional[int], warned: set) -> Optional[int]:
+    """Pyserini's ``--max-length`` (default 256) cuts the passages; say so once when the checkpoint's recipe
+    differs (``repllama-beir`` is 512), since Pyserini cannot tell a default from a choice."""
+    import warnings
+
+    recipe = encoder.config.passage_max_length
+    if max_length is not None and max_length != recipe and max_length not in warned:
+        warned.add(max_length)
+        warnings.warn(f"passages are cut at {max_length} tokens (Pyserini's --max-length, default 256), but "
+                      f"{encoder.name_or_path}'s recipe is {recipe}; pass --max-length {recipe} to follow it",
+                      stacklevel=3)
+    return max_length
+
+
+def pyserini_docs(texts: List[str], titles: Optional[List[str]]) -> list:
+    """Documents as Pyserini's encode CLI hands them over: with ``--fields title text`` every document has a
+    title (Pyserini turns an empty one into None: it is ``""`` again here, as in tevatron's corpora, where
+    BEIR and MS MARCO documents always have a title field); without a title field, the text alone."""
+    if titles is None:
+        return [text or "" for text in texts]
+    return [(title or "", text or "") for title, text in zip(titles, texts)]
+
+
 class RepLlamaDocumentEncoder(DocumentEncoder):
     """Pyserini document encoder, as ``python -m pyserini.encode`` calls it.
 
     ``encode(texts, titles=None, max_length=...)`` formats ``passage: {title} {text}`` and returns
-    ``(n, d)`` float32. Pyserini's ``--max-length`` (default 256) is the passage length in tokens, BOS and EOS
-    included; the published BEIR runs use 512.
+    ``(n, d)`` float32. Pyserini's ``--max-length`` (default 256) is the passage length in tokens, special tokens
+    included; it overrides the checkpoint's (with a warning when they differ): the published BEIR runs use 512
+    (``--encoder repllama-beir --max-length 512``).
 
     Example::
 
@@ -141,15 +166,17 @@ class RepLlamaDocumentEncoder(DocumentEncoder):
                  prefix: Optional[str] = None, **kwargs):
         self.encoder = load_encoder(model_name, device, False, tokenizer_name, self.encoder_cls,
                                     passage_prefix=prefix)
+        self._warned: set = set()
 
     def encode(self, texts: List[str], titles: Optional[List[str]] = None, max_length: Optional[int] = None,
                fp16: bool = False, **kwargs) -> np.ndarray:
         if fp16:
             self._use_fp16()
-        titles = titles if titles is not None else [""] * len(texts)
-        if len(titles) != len(texts):
+        if titles is not None and len(titles) != len(texts):
             raise UserError(f"{len(titles)} titles for {len(texts)} texts")
-        return self.encoder.encode_passages(list(zip(titles, texts)), max_length=max_length)
+        docs = pyserini_docs(texts, titles)
+        return self.encoder.encode_passages(docs, max_length=passage_length(self.encoder, max_length,
+                                                                             self._warned))
 
     def _use_fp16(self) -> None:
         """Pyserini passes ``--fp16`` per batch; a float32 model on a GPU is cast once."""
@@ -183,3 +210,9 @@ class RepLlamaOnnxQueryEncoder(QueryEncoder):
 
     def encode_batch(self, queries: Sequence[str]) -> np.ndarray:
         return self.encoder.encode_queries(list(queries))
+
+
+
+# Last, once the classes above exist: put them into Pyserini's encoder maps (the hook alone cannot when this
+# module is imported before pyserini.encode, since importing pyserini.encode is what triggers the hook).
+register_when_ready(__name__)

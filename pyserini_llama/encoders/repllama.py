@@ -17,7 +17,8 @@ from ..batching import default_token_budget, map_batches, pad_batch
 from ..models.config import CheckpointConfig
 from ..progress import progress_bar
 from ..runtime import compiled, on_gpu, resolve_device
-from .inputs import PassageLike, format_passage, format_query, pad_id, pool, title_text, tokenize_for_embedding
+from . import inputs
+from .inputs import PassageLike, pad_id, pool
 
 DEFAULT_MAX_BATCH_SIZE = 1024
 Progress = Union[bool, Callable[[int], object]]
@@ -104,14 +105,10 @@ class RepLlamaEncoder:
     # -- inference --------------------------------------------------------------------------------------------
 
     def query_token_ids(self, queries: Sequence[str], max_length: Optional[int] = None) -> List[List[int]]:
-        texts = [format_query(q, self.config) for q in queries]
-        return tokenize_for_embedding(self.tokenizer, texts, max_length or self.config.query_max_length,
-                                      self.config.append_eos)
+        return inputs.query_token_ids(self.tokenizer, self.config, queries, max_length)
 
     def passage_token_ids(self, docs: Sequence[PassageLike], max_length: Optional[int] = None) -> List[List[int]]:
-        texts = [format_passage(*title_text(d), self.config) for d in docs]
-        return tokenize_for_embedding(self.tokenizer, texts, max_length or self.config.passage_max_length,
-                                      self.config.append_eos)
+        return inputs.passage_token_ids(self.tokenizer, self.config, docs, max_length)
 
     def encode_queries(self, queries: Sequence[str], max_length: Optional[int] = None,
                        max_tokens_per_batch: Optional[int] = None, progress: Progress = False) -> np.ndarray:

@@ -17,6 +17,10 @@ from ..errors import DataError
 CONFIG_NAME = "pyserini_llama.json"
 KINDS = ("repllama", "rankllama", "llara")
 POOLINGS = ("eos", "mean_last_k")
+# How RepLLaMA-style rows are built from text (see pyserini_llama.encoders.inputs for each layout).
+INPUT_LAYOUTS = ("tevatron-v1", "model-card", "tevatron-v2")
+# What the max lengths count: every token of a row, or only the text (LLaRA's prompt tokens come on top).
+LENGTH_SCOPES = ("row", "text")
 
 
 @dataclass
@@ -37,6 +41,8 @@ class CheckpointConfig:
     padding_side: str = "right"
     query_suffix: str = ""
     passage_suffix: str = ""
+    input_layout: str = "tevatron-v2"  # repllama: one of INPUT_LAYOUTS
+    max_length_scope: str = "row"  # llara: "row" caps whole rows, "text" caps the text between the prompts
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -56,6 +62,12 @@ class CheckpointConfig:
                 problems.append(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
             if self.padding_side not in ("left", "right"):
                 problems.append(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
+            if self.input_layout not in INPUT_LAYOUTS:
+                problems.append(f"input_layout must be one of {', '.join(INPUT_LAYOUTS)}, "
+                                f"got {self.input_layout!r}")
+            if self.max_length_scope not in LENGTH_SCOPES:
+                problems.append(f"max_length_scope must be one of {', '.join(LENGTH_SCOPES)}, "
+                                f"got {self.max_length_scope!r}")
             for name in ("query_max_length", "passage_max_length", "pooling_k"):
                 if getattr(self, name) < 1:
                     problems.append(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -30,7 +30,7 @@ from ..fingerprint import fingerprint, folder_fingerprint
 from ..runtime import resolve_dtype, torch_dtype
 from .config import CheckpointConfig
 from .hub import resolve_model_path
-from .presets import BUILTIN, PACKAGED_DIR
+from .presets import BUILTIN, PACKAGED_DIR, find_builtin
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 TASKS = ("embedding", "sequence-classification", "causal-lm")
@@ -51,12 +51,10 @@ def resolve_checkpoint(name_or_path: str) -> Tuple[Path, Optional[CheckpointConf
     """The checkpoint's local folder and its config (from the folder, else the built-in table)."""
     key = str(name_or_path).lower()
     exists = Path(name_or_path).expanduser().exists()
-    by_hub_id = {entry.path.lower(): name for name, entry in BUILTIN.items()}
-    if key in by_hub_id and not exists:  # a published hub id gets its known config
-        key = by_hub_id[key]
-    if key in BUILTIN and not exists:
-        folder = resolve_model_path(BUILTIN[key].path)
-        return folder, CheckpointConfig.load(folder) or BUILTIN[key].config
+    builtin = None if exists else find_builtin(key)  # a published hub id gets its known config
+    if builtin is not None:
+        folder = resolve_model_path(BUILTIN[builtin].path)
+        return folder, CheckpointConfig.load(folder) or BUILTIN[builtin].config
     packaged = PACKAGED_DIR / key
     if not exists and key and "/" not in key and packaged.is_dir():
         return packaged, CheckpointConfig.load(packaged)
@@ -90,7 +88,10 @@ def adapter_base_model(folder: Path, config: Optional[CheckpointConfig]) -> str:
 # --- safety --------------------------------------------------------------------------------------------------
 
 def check_weights_safe(folder: Path) -> None:
-    """Refuse pickled weights that torch's weights-only unpickler rejects (they could run code)."""
+    """Refuse pickled weights that torch's weights-only unpickler rejects (they could run code), and say so
+    apart from a pickle that cannot be read at all (cut short, damaged)."""
+    import pickle
+
     import torch
 
     if any(folder.glob("*.safetensors")):
@@ -99,9 +100,13 @@ def check_weights_safe(folder: Path) -> None:
         if path.suffix in PICKLE_SUFFIXES and path.is_file():
             try:
                 torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001
+            except pickle.UnpicklingError as e:  # the weights-only unpickler met something not a tensor
                 raise UserError(f"{path}: refused to load pickled weights that are not plain tensors "
                                 f"({type(e).__name__}); convert the checkpoint to safetensors") from None
+            except Exception as e:  # noqa: BLE001 - a torn zip, a truncated legacy pickle
+                raise UserError(f"{path}: cannot be read ({type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else 'no detail'}); "
+                                f"is it damaged or incomplete? download or copy it again") from None
 
 
 def check_remote_code(folder: Path, trust_remote_code: bool) -> None:

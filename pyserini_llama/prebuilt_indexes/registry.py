@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import logging
 import os
 import string
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ from ..errors import DataError, UserError
 from ..paths import owned_path, remove_tree, safe_name
 
 PathLike = Union[str, os.PathLike]
+log = logging.getLogger(__name__)
 PACKAGED = Path(__file__).resolve().parent
 DESCRIPTOR_KEYS = {"name", "description", "type", "collection", "model", "dimension", "dtype", "documents",
                    "size", "md5", "urls", "recipe"}
@@ -231,8 +233,29 @@ def fetch_index(descriptor: IndexDescriptor, progress: bool = True, overwrite: b
     if not _clear_for_writing(descriptor.name, overwrite):
         return target
     fetch_archive(descriptor.urls, target, md5=descriptor.md5, progress=progress)
-    _write_manifest(descriptor, "download", url=descriptor.urls[0], archive_md5=descriptor.md5)
+    _write_manifest(descriptor, "download", url=descriptor.urls[0], archive_md5=descriptor.md5,
+                    **_lucene_fields(descriptor, target))
     return target
+
+
+def _lucene_fields(descriptor: IndexDescriptor, folder: Path) -> dict:
+    """For the manifest of a Lucene index: the Lucene major versions that wrote and created it (the index cache
+    is shared by every Pyserini on the machine, and Pyserini 1.x cannot read a Lucene 10 index of 2.x)."""
+    if descriptor.type != "lucene":
+        return {}
+    from ..lucene import index_lucene_versions
+
+    versions = index_lucene_versions(folder)
+    return {"lucene_written": versions[0], "lucene_created": versions[1]} if versions else {}
+
+
+def _unreadable(descriptor: IndexDescriptor) -> Optional[str]:
+    """Why the installed Pyserini cannot read a cached Lucene index, else None."""
+    if descriptor.type != "lucene":
+        return None
+    from ..lucene import unreadable_reason
+
+    return unreadable_reason(index_path(descriptor.name))
 
 
 # Recipe kinds: a function (descriptor, recipe options, corpus path, output folder, device) that builds the
@@ -299,7 +322,7 @@ def build_index_from_recipe(descriptor: IndexDescriptor, data_dir: Optional[str]
     if not target.is_dir():
         raise UserError(f"index {descriptor.name!r}: recipe {kind!r} did not create {target}")
     _write_manifest(descriptor, "recipe", recipe=dict(descriptor.recipe), corpus=str(folder.corpus_path),
-                    index_md5=directory_md5(target))
+                    index_md5=directory_md5(target), **_lucene_fields(descriptor, target))
     return target
 
 
@@ -352,7 +375,16 @@ def resolve_index(name_or_path: str, download: bool = True, build: bool = False,
         return path
     descriptor = get_descriptor(name_or_path, extra_dirs)
     if is_cached(descriptor.name):
-        return index_path(descriptor.name)
+        reason = _unreadable(descriptor)
+        if not reason:
+            return index_path(descriptor.name)
+        if not (descriptor.recipe and build):
+            how = (f"python -m pyserini_llama.prebuilt_indexes --build {descriptor.name} --overwrite"
+                   if descriptor.recipe else "a Pyserini that reads it")
+            raise UserError(f"index {descriptor.name!r} in the cache ({index_path(descriptor.name)}) cannot be "
+                            f"read: {reason}; rebuild it ({how})")
+        log.warning("rebuilding index %r: %s", descriptor.name, reason)
+        return build_index_from_recipe(descriptor, data_dir, overwrite=True)
     if descriptor.urls and download:
         return fetch_index(descriptor)
     if descriptor.recipe and build:

@@ -2,15 +2,17 @@
 
 The tokenizer's *pair* encoding of ``query: {q}`` and ``document: {title} {text}``, which for LLaMA-2 puts a BOS
 before each part, and no EOS (the reference dropped it because it overflowed in fp16). As in the reference code
-that produced the published checkpoints (tevatron ``examples/rankllama/data.py``), the query part is cut to
+that produced the published checkpoints (tevatron v1 ``examples/rankllama/data.py``), the query part is cut to
 ``query_max_length`` tokens and the document part to ``passage_max_length - 3`` tokens, both counted without
-special tokens; truncation is from the right.
+special tokens; truncation is from the right. Title and text are joined as the checkpoint's ``input_layout``
+says (:func:`pyserini_llama.encoders.inputs.join_title`): tevatron v1 and the model card keep an empty title's
+space (``document:  text``), v2 strips it.
 """
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
-from ..encoders.inputs import cut_long_texts
+from ..encoders.inputs import cut_long_texts, join_title
 from ..models.config import CheckpointConfig
 
 # tevatron's v1 RankLLaMA preprocessing keeps passage_max_length - 3 document tokens (room for special tokens)
@@ -18,10 +20,10 @@ PASSAGE_SPECIAL_RESERVE = 3
 Template = Tuple[List[int], List[int], List[int]]
 
 
-def format_pair(query: str, title: str, text: str, config: CheckpointConfig) -> Tuple[str, str]:
+def format_pair(query: str, title: Optional[str], text: str, config: CheckpointConfig) -> Tuple[str, str]:
     """The two texts of a (query, document) pair: ``("query: {q}", "document: {title} {text}")`` for v1."""
     return (config.query_prefix + query + config.query_suffix,
-            config.passage_prefix + f"{title} {text}".strip() + config.passage_suffix)
+            config.passage_prefix + join_title(title, text, config.input_layout) + config.passage_suffix)
 
 
 def pair_template(tokenizer) -> Template:

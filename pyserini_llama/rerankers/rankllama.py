@@ -1,7 +1,7 @@
 """RankLLaMA: a pointwise LLM reranker (sequence classification with one output, score = logit).
 
 Inputs are RankLLaMA v1's, token for token (:mod:`.inputs`). The score head reads the hidden state of the last
-non-pad token (right padding). This module needs only torch and transformers (no Pyserini, no Java), so it runs
+real token, found from the attention mask (right padding). This module needs only torch and transformers (no Pyserini, no Java), so it runs
 on a GPU machine without them.
 
 Example::
@@ -22,6 +22,7 @@ from ..batching import default_token_budget, map_batches, pad_batch
 from ..data.beir import Document
 from ..data.documents import DocLookup, document_from_raw, fetch_documents
 from ..data.trec import Run
+from ..encoders.inputs import pad_id, pool
 from ..errors import UserError
 from ..models.config import CheckpointConfig
 from ..models.presets import rankllama_v1_config
@@ -57,12 +58,10 @@ class RankLlamaReranker:
         self.query_max_length = self.config.query_max_length
         self.passage_max_length = self.config.passage_max_length
         self.batch_tokens = batch_tokens or default_token_budget(self.device)
+        # padded positions are masked out and the score position comes from the mask, so any id pads
         self.pad_token_id = model.config.pad_token_id
         if self.pad_token_id is None:
-            raise UserError("the model config has no pad_token_id; the score head cannot find the last token")
-        if self.config.append_eos and tokenizer.eos_token_id == self.pad_token_id:
-            raise UserError("append_eos is set but EOS is also the pad token: the score head would skip it; "
-                            "set a distinct pad token or append_eos=false")
+            self.pad_token_id = pad_id(tokenizer)
         self.template = pair_template(tokenizer)
 
     @classmethod
@@ -84,10 +83,18 @@ class RankLlamaReranker:
     # -- scoring -------------------------------------------------------------------------------------------
 
     def score_batch(self, batch: Dict[str, "torch.Tensor"]) -> "torch.Tensor":  # noqa: F821
-        """Logits of a collated batch, shape ``[B]``, in float32; differentiable (the trainer calls this)."""
+        """Logits of a collated batch, shape ``[B]``, in float32; differentiable (the trainer calls this).
+
+        The score head reads the last real token as the attention mask says. (Transformers' own sequence
+        classifier searches the input ids for the pad id instead: Llama-2 pads with ``<unk>`` (id 0), so a
+        document whose last token is ``<unk>`` would be scored from the token before it.)
+        """
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
-        model = compiled(self.model) if self.compile else self.model
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0].float()
+        backbone, head = backbone_and_head(self.model)
+        backbone = compiled(backbone) if self.compile else backbone
+        states = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                          use_cache=False).last_hidden_state
+        return head(pool(states, batch["attention_mask"], "eos"))[:, 0].float()
 
     def collate(self, token_ids: Sequence[Sequence[int]]) -> Dict[str, "torch.Tensor"]:  # noqa: F821
         """Right-padded tensors (the score head reads the last real token)."""
@@ -154,6 +161,17 @@ class RankLlamaReranker:
         scores = self.score_token_ids(token_ids, progress=progress)
         by_pair = {pair: float(s) for pair, s in zip(pairs, scores)}
         return {qid: merge_reranked(run[qid], by_pair, qid) for qid in run}
+
+
+def backbone_and_head(model):
+    """The transformer body and the score head of a sequence-classification model (peft-wrapped or not)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = getattr(base, getattr(base, "base_model_prefix", "model"), None)
+    head = getattr(base, "score", None)
+    if backbone is None or head is None:
+        raise UserError(f"{type(base).__name__}: not a decoder sequence classifier with a 'score' head "
+                        f"(RankLLaMA checkpoints are LlamaForSequenceClassification)")
+    return backbone, head
 
 
 def check_rerank_inputs(queries: Mapping[str, str], run: Run, hits: int) -> None:
