@@ -30,6 +30,20 @@ def distributed_rank() -> Tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def barrier(world_size: int) -> None:
+    """Wait for every torchrun rank (no-op for one process); the process group is gloo (no GPU needed), with
+    a long timeout so that a rank may wait while the others finish hours of work."""
+    if world_size <= 1:
+        return
+    import datetime
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+    dist.barrier()
+
+
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
