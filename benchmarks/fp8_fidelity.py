@@ -228,7 +228,8 @@ def main(argv=None) -> int:
     results = [measure_collection(Path(c), args, device, emulate) for c in args.collections]
     report = dict(command=recorded_command("fp8_fidelity.py", argv),
                   device=torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu",
-                  torch=torch.__version__, reference="float32" if emulate else "bfloat16",
+                  torch=torch.__version__, encoder=args.encoder, reranker=args.reranker,
+                  reference="float32" if emulate else "bfloat16",
                   fp8="float32 emulation of the e4m3 maths" if emulate else "e4m3 torch._scaled_mm (rowwise)",
                   budget=BUDGET, within_budget=all(r["encoder"]["within_budget"] and r["reranker"]["within_budget"]
                                                    for r in results),

@@ -8,14 +8,17 @@ Recipe (the one torchao and vLLM call "dynamic per-token activation, per-channel
 * at run time each activation **row (token)** is quantised the same way, with its own scale, so a token's
   result never depends on the other tokens of the batch;
 * the product is ``torch._scaled_mm(x_q, w_q.T, scale_x (M,1), scale_w (1,N), out_dtype=bfloat16)``: FP8
-  tensor-core products accumulated in float32, both scales applied in the epilogue, bf16 out;
+  tensor-core products, both scales applied in the epilogue, bf16 out; accumulated with Hopper's fast
+  accumulation (the usual choice for FP8 inference: a few percent faster; ``fast_accum=False`` promotes
+  the accumulator to float32 periodically, closer to the emulation);
 * everything else (embeddings, RMSNorm, rotary embeddings, attention and its softmax, SiLU, pooling, the
   reranker's score head, an LM head) stays in bfloat16. Under ``torch.compile`` (``runtime.compiled``) each
   activation quantisation fuses into the kernel that produces its input (the norm, the SiLU-gate product).
 
 ``emulate=True`` computes exactly the same quantise-dequantise maths without FP8 tensor cores: the same
-:func:`quantize_rows` / :func:`quantize_weight` (hence the same e4m3 codes and scales), the integer-exact
-products of e4m3 codes summed in float32, then ``* scale_x * scale_w``. It runs anywhere (CPU included); the
+:func:`quantize_rows` / :func:`quantize_weight` (hence the same e4m3 codes and scales), the exact products of
+e4m3 codes summed in float32, then ``* scale_x * scale_w`` (the tensor cores differ only in how they round
+the running sum). It runs anywhere (CPU included); the
 tests check the quantised model against it and it against a hand-written reference.
 
 Example::
@@ -39,7 +42,7 @@ E4M3_MAX = 448.0
 SCALE_FLOOR = 1e-12  # an all-zero row gets a tiny scale instead of a division by zero; its codes stay 0
 MIN_CAPABILITY = (8, 9)  # FP8 tensor cores: Ada (8.9), Hopper (9.0) and later
 # what the quantised outputs depend on: part of the model identity that keys cached encodings
-RECIPE = "e4m3fn rowwise activations x per-output-channel weights, fp32 accumulate, bf16 out, v1"
+RECIPE = "e4m3fn rowwise activations x per-output-channel weights, bf16 out, v1"
 
 
 def check_fp8_device(device: str) -> None:
@@ -88,19 +91,19 @@ class Fp8Linear(nn.Module):
     """
 
     def __init__(self, weight_codes: torch.Tensor, weight_scale: torch.Tensor, bias: Optional[torch.Tensor],
-                 emulate: bool = False, fast_accum: bool = False):
+                 emulate: bool = False, fast_accum: bool = True):
         super().__init__()
         self.out_features, self.in_features = weight_codes.shape
         self.register_buffer("weight_codes", weight_codes)
         self.register_buffer("weight_scale", weight_scale.reshape(1, -1).float().contiguous())  # (1, N)
         self.register_buffer("bias", bias)
         self.emulate = emulate
-        # fast accumulation skips Hopper's periodic promotion of the FP8 accumulator to float32: a few percent
-        # faster, less exact over long sums; off unless asked for
+        # fast accumulation skips Hopper's periodic promotion of the FP8 accumulator to float32: faster, a
+        # little less exact over long sums
         self.fast_accum = fast_accum
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, emulate: bool = False, fast_accum: bool = False) -> "Fp8Linear":
+    def from_linear(cls, linear: nn.Linear, emulate: bool = False, fast_accum: bool = True) -> "Fp8Linear":
         codes, scale = quantize_weight(linear.weight.detach())
         bias = None if linear.bias is None else linear.bias.detach().clone()
         return cls(codes, scale, bias, emulate, fast_accum)
@@ -156,18 +159,20 @@ def _in_decoder_layers(name: str) -> bool:
     return any(p == "layers" and i + 1 < len(parts) and parts[i + 1].isdigit() for i, p in enumerate(parts))
 
 
-def quantize_model(model: nn.Module, emulate: bool = False, fast_accum: bool = False) -> QuantizationReport:
+def quantize_model(model: nn.Module, emulate: bool = False, fast_accum: bool = True) -> QuantizationReport:
     """Replace the decoder layers' Linear layers of ``model`` by :class:`Fp8Linear`, in place.
 
-    Without ``emulate`` the model must be on a GPU with FP8 tensor cores (:func:`check_fp8_device`); its
-    other weights are cast to bfloat16 (rowwise ``_scaled_mm`` writes bf16). Layers whose shapes
-    ``_scaled_mm`` cannot take (K or N not divisible by 16) stay as they are and are listed in the report.
+    Without ``emulate`` the model must be a bfloat16 one (rowwise ``_scaled_mm`` writes bf16) on a GPU with FP8
+    tensor cores (:func:`check_fp8_device`). Layers whose shapes ``_scaled_mm`` cannot take (K or N not
+    divisible by 16) stay as they are and are listed in the report.
     """
     report = QuantizationReport()
     if not emulate:
-        device = str(next(model.parameters()).device)
-        check_fp8_device(device)
-        model.to(torch.bfloat16)
+        check_fp8_device(str(next(model.parameters()).device))
+        wrong = {str(p.dtype) for p in model.parameters() if p.is_floating_point() and p.dtype != torch.bfloat16}
+        if wrong:
+            raise ValueError(f"FP8 quantisation needs a bfloat16 model, this one has {', '.join(sorted(wrong))} "
+                             f"weights")
     with torch.no_grad():
         for parent, attribute, linear in decoder_linears(model):
             if not fp8_matmul_supported(linear.in_features, linear.out_features):
