@@ -2,8 +2,9 @@
 figures) and the command line they record.
 
 ``measure_peaks(device)`` times square products on random data: bf16 (``torch.mm``) and FP8 e4m3 with
-rowwise scales (``torch._scaled_mm``, bf16 out, the kernel of :mod:`pyserini_llama.models.fp8`; inputs
-already quantised, so this is the matmul's own rate). On a CPU or a GPU without FP8 the FP8 entry is None.
+rowwise scales (``torch._scaled_mm``, bf16 out, inputs already quantised, so this is the matmul's own rate):
+``fp8`` with fast accumulation, as :mod:`pyserini_llama.models.fp8` runs it, ``fp8_accurate`` without. On a
+CPU or a GPU without FP8 the FP8 entries are None.
 
 Example::
 
@@ -43,17 +44,17 @@ def measure_peaks(device: str, size: int = 8192, repeats: int = 20) -> Dict[str,
     a = torch.randn(size, size, device=device, generator=gen).to(torch.bfloat16)
     b = torch.randn(size, size, device=device, generator=gen).to(torch.bfloat16)
     flops = 2.0 * size ** 3
-    result: Dict[str, Optional[float]] = {"shape": [size, size, size], "bf16": flops / _time(lambda: a @ b, repeats, sync),
-                                          "fp8": None}
+    bf16 = flops / _time(lambda: a @ b, repeats, sync)
+    result: Dict[str, Optional[float]] = {"shape": [size, size, size], "bf16": bf16, "fp8": None, "fp8_accurate": None}
     if gpu and torch.cuda.get_device_capability(torch.device(device).index or 0) >= (8, 9):
         from pyserini_llama.models.fp8 import quantize_rows
 
         qa, sa = quantize_rows(a)
         qb, sb = quantize_rows(b)  # rows of b are the output channels, as a Linear weight
         sb = sb.reshape(1, -1).contiguous()
-        result["fp8"] = flops / _time(lambda: torch._scaled_mm(qa, qb.t(), sa, sb, out_dtype=torch.bfloat16),
-                                      repeats, sync)
-    del a, b
+        for key, fast in (("fp8", True), ("fp8_accurate", False)):
+            result[key] = flops / _time(lambda: torch._scaled_mm(qa, qb.t(), sa, sb, out_dtype=torch.bfloat16,
+                                                                 use_fast_accum=fast), repeats, sync)
     if gpu:
         torch.cuda.empty_cache()
     return result

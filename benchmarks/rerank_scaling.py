@@ -156,7 +156,8 @@ def main(argv=None) -> int:
             row["max_score_difference"] = max(abs(first[k] - other[k]) for k in first) if set(first) == set(other) \
                 else None
     report = dict(command=recorded_command("rerank_scaling.py", argv), device=rows[0]["device_name"],
-                  platform=platform.machine(), dtype=args.dtype, compile=args.compile, queries=args.queries, depth=args.depth,
+                  platform=platform.machine(), dtype=args.dtype, compile=args.compile, queries=args.queries,
+                  depth=args.depth,
                   batch_tokens=args.batch_tokens, model="tiny" if args.tiny else "llama2-7b shape (random weights)",
                   texts=f"{Path(args.collection).name} queries and documents" if args.collection else "synthetic",
                   results=rows)

@@ -99,7 +99,8 @@ def main(argv=None) -> int:
     queries_per_step = args.queries_per_step or DEFAULT_QUERIES_PER_STEP
     report = dict(command=recorded_command("search.py", argv), torch=torch.__version__,
                   device=torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu",
-                  rows=args.rows, dim=args.dim, index_dtype="float16", index_gb=round(args.rows * args.dim * 2 / 1e9, 1),
+                  rows=args.rows, dim=args.dim, index_dtype="float16",
+                  index_gb=round(args.rows * args.dim * 2 / 1e9, 1),
                   queries=args.queries, k=args.k, rows_per_chunk=rows_per_chunk, queries_per_step=queries_per_step)
 
     start = time.perf_counter()

@@ -9,10 +9,11 @@ visited, or on which GPU scores them: a chunk always has the same shape, hence t
 bit-identical scores.
 
 * **resident**: the chunks sit in device memory (the whole index on the GPU);
-* **streamed**: the rows stay in host memory; two device buffers take turns: while the GPU scores chunk ``i``,
-  chunk ``i + 1`` is copied in on a side CUDA stream (from pinned memory directly, or through pinned staging
-  buffers filled by a background thread from pageable memory such as a memory-mapped index file). Peak GPU
-  memory is two chunks plus one block's scores, whatever the index size;
+* **streamed**: the rows stay in host memory (page-locked with :func:`pinned` for full-speed copies); two
+  device buffers take turns: while the GPU scores chunk ``i``, chunk ``i + 1`` is copied in on a side CUDA
+  stream (from pinned memory directly, or through pinned staging buffers filled by a background thread from
+  pageable memory such as a memory-mapped index file). Peak GPU memory is two chunks plus one block's scores,
+  whatever the index size;
 * **sharded**: each GPU takes a contiguous run of whole chunks (resident or streamed); the per-GPU top k are
   merged in the same order.
 
@@ -44,7 +45,8 @@ HostRows = Union[np.ndarray, torch.Tensor]
 Chunk = Tuple[int, torch.Tensor]  # (first row, rows on the device)
 
 
-def chunk_bounds(n_rows: int, rows_per_chunk: int, first: int = 0, last: Optional[int] = None) -> List[Tuple[int, int]]:
+def chunk_bounds(n_rows: int, rows_per_chunk: int, first: int = 0,
+                 last: Optional[int] = None) -> List[Tuple[int, int]]:
     """``[(start, end)]`` of the grid chunks between rows ``first`` and ``last`` (multiples of the chunk size)."""
     if rows_per_chunk <= 0:
         raise ValueError(f"rows_per_chunk must be positive, got {rows_per_chunk}")
@@ -99,6 +101,24 @@ class StreamedChunks:
             return
         yield from _stream_to_gpu(self.rows, self.bounds, torch.device(self.device), self.rows_per_chunk,
                                   self.dtype)
+
+
+@contextlib.contextmanager
+def pinned(rows: torch.Tensor) -> Iterator[bool]:
+    """Page-lock a contiguous CPU tensor in place for the block (``cudaHostRegister``), so that
+    :class:`StreamedChunks` copies from it asynchronously; yields whether it worked (without a GPU it does
+    nothing). Unlike ``pin_memory()``, which rounds every allocation up to a power of two (a 72 GB index would
+    take 128 GB), this pins exactly the tensor's bytes."""
+    if not torch.cuda.is_available() or rows.device.type != "cpu" or not rows.is_contiguous() or rows.is_pinned():
+        yield bool(rows.device.type == "cpu" and torch.cuda.is_available() and rows.is_pinned())
+        return
+    cudart = torch.cuda.cudart()
+    ok = int(getattr(error := cudart.cudaHostRegister(rows.data_ptr(), rows.nbytes, 0), "value", error)) == 0
+    try:
+        yield ok
+    finally:
+        if ok:
+            cudart.cudaHostUnregister(rows.data_ptr())
 
 
 def _host_copy(rows: HostRows) -> torch.Tensor:
