@@ -105,6 +105,18 @@ def test_quantize_model_converts_the_decoder_matmuls_only():
     assert torch.allclose(before, after, rtol=0.1, atol=0.05) and not torch.equal(before, after)
 
 
+def test_fp8_vectors_stay_close_to_bf16_ones():
+    """Pooled last states (what an encoder returns) of the emulated FP8 model vs the bf16 model: close."""
+    model = tiny_model("embedding")
+    ids = torch.randint(3, 300, (8, 24))
+    with torch.no_grad():
+        bf16 = model.to(torch.bfloat16)(input_ids=ids).last_hidden_state[:, -1].float()
+        quantize_model(model.float(), emulate=True)
+        fp8 = model(input_ids=ids).last_hidden_state[:, -1]
+    cosine = torch.nn.functional.cosine_similarity(bf16, fp8, dim=1)
+    assert cosine.min() > 0.99 and cosine.mean() > 0.995
+
+
 def test_shapes_the_kernel_refuses_stay_in_bf16():
     model = tiny_model("embedding")
     model.layers[0].mlp.down_proj = nn.Linear(128, 72 - 8, bias=False)  # N = 64 still fine
@@ -143,3 +155,24 @@ def test_compiled_twin_shares_weights_and_leaves_the_model_eager():
     assert all(type(layer).__name__ == "OptimizedModule" for layer in twin.layers)
     assert all(type(layer).__name__ == "LlamaDecoderLayer" for layer in model.layers)
     assert twin.layers[0]._orig_mod is model.layers[0]
+
+
+def test_compiled_twin_computes_what_the_model_computes(monkeypatch):
+    """The regional twin runs the same forward (dynamo traces each decoder layer; the eager backend keeps the
+    test fast on a CPU), for a quantised model too."""
+    import functools
+
+    from pyserini_llama import runtime
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    torch._dynamo.reset()
+    model = tiny_model("sequence-classification")
+    quantize_model(model, emulate=True)
+    ids = torch.randint(3, 300, (3, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    with torch.inference_mode():
+        eager = model(input_ids=ids, attention_mask=mask).logits
+        twin = runtime.compiled(model)
+        assert twin is not model
+        torch.testing.assert_close(twin(input_ids=ids, attention_mask=mask).logits, eager)
