@@ -1,8 +1,8 @@
 """FP8 fidelity on real weights: the packaged SmolLM2 RepLLaMA encoder and RankLLaMA reranker in FP8 vs bf16.
 
 For each collection (a BEIR folder: corpus, queries, qrels of ``--split``): every document and test query is
-encoded by the reference model (bf16 on a GPU) and by the FP8 one (``--dtype fp8``: e4m3 matmuls with rowwise
-scales); reported are the per-vector cosine between the two (min and mean, documents and queries), and nDCG@10
+encoded by the reference model (bf16 on a GPU) and by the FP8 one (the same model quantised in place, exactly
+what ``--dtype fp8`` does at load: e4m3 matmuls with rowwise scales); reported are the per-vector cosine between the two (min and mean, documents and queries), and nDCG@10
 and R@100 of exact search (in torch, no faiss) with each. The reranker then rescores the reference run's top
 ``--depth`` of every query in bf16 and in FP8: Kendall's tau-b between the two score lists of each query (mean
 and min) and nDCG@10 of each reranked run. The budget: mean cosine >= 0.999, min >= 0.99, |nDCG@10 change|
@@ -88,40 +88,29 @@ def checkpoint_config(name: str, base: Optional[str]):
     return config
 
 
-def load_encoder(name: str, base: Optional[str], device: str, fp8: bool, emulate: bool, batch_tokens: int):
+def load_models(args, device: str, emulate: bool):
+    """The reference encoder and reranker (bf16 on a GPU, float32 when emulating), the packaged adapters
+    merged into ``--base``; :func:`to_fp8` later quantises them in place, as ``--dtype fp8`` does at load."""
     from pyserini_llama.encoders.repllama import RepLlamaEncoder
-    from pyserini_llama.models.fp8 import quantize_model
-
-    dtype = "fp8" if fp8 and not emulate else ("float32" if emulate else "bfloat16")
-    encoder = RepLlamaEncoder.from_checkpoint(name, device=device, dtype=dtype, config=checkpoint_config(name, base),
-                                              max_tokens_per_batch=batch_tokens)
-    if fp8 and emulate:
-        quantize_model(encoder.model, emulate=True)
-    return encoder
-
-
-def load_reranker(name: str, base: Optional[str], device: str, fp8: bool, emulate: bool, batch_tokens: int):
-    from pyserini_llama.models.fp8 import quantize_model
     from pyserini_llama.models.load import load_checkpoint
     from pyserini_llama.models.presets import rankllama_v1_config
     from pyserini_llama.rerankers.rankllama import RankLlamaReranker
 
-    dtype = "fp8" if fp8 and not emulate else ("float32" if emulate else "bfloat16")
-    loaded = load_checkpoint(name, task="sequence-classification", device=device, dtype=dtype,
-                             config=checkpoint_config(name, base) or rankllama_v1_config())
-    if fp8 and emulate:
-        quantize_model(loaded.model, emulate=True)
-    return RankLlamaReranker(loaded.model, loaded.tokenizer, loaded.config, device, batch_tokens)
+    dtype = "float32" if emulate else "bfloat16"
+    encoder = RepLlamaEncoder.from_checkpoint(args.encoder, device=device, dtype=dtype,
+                                              config=checkpoint_config(args.encoder, args.base),
+                                              max_tokens_per_batch=args.batch_tokens)
+    loaded = load_checkpoint(args.reranker, task="sequence-classification", device=device, dtype=dtype,
+                             config=checkpoint_config(args.reranker, args.base) or rankllama_v1_config())
+    reranker = RankLlamaReranker(loaded.model, loaded.tokenizer, loaded.config, device, args.batch_tokens)
+    return encoder, reranker
 
 
-def release(device: str) -> None:
-    import gc
+def to_fp8(encoder, reranker, emulate: bool) -> None:
+    from pyserini_llama.models.fp8 import quantize_model
 
-    import torch
-
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
+    for model in (encoder.model, reranker.model):
+        quantize_model(model, emulate=emulate)
 
 
 # --- one collection ----------------------------------------------------------------------------------------------
@@ -149,58 +138,61 @@ def search(q: np.ndarray, d: np.ndarray, docids: List[str], qids: List[str], dep
     return {qid: [docids[i] for i in row] for qid, row in zip(qids, rows)}
 
 
-def measure_collection(folder: Path, args, device: str, emulate: bool) -> dict:
-    corpus, queries, qrels = load_collection(folder, args.split, args.max_docs, args.max_queries)
-    docids, qids, docs = list(corpus), list(queries), list(corpus.values())
-    depth = min(args.depth, len(docids))
-    print(f"{folder.name}: {len(docids)} documents, {len(qids)} {args.split} queries", flush=True)
+class Collection:
+    """One collection's data and what each model variant made of it."""
 
-    vectors = {}
-    for fp8 in (False, True):
+    def __init__(self, folder: Path, args):
+        self.name, self.split = folder.name, args.split
+        self.corpus, self.queries, self.qrels = load_collection(folder, args.split, args.max_docs, args.max_queries)
+        self.docids, self.qids = list(self.corpus), list(self.queries)
+        self.depth = min(args.depth, len(self.docids))
+        self.vectors: Dict[str, tuple] = {}
+        self.runs: Dict[str, Dict[str, List[str]]] = {}
+        self.scored: Dict[str, dict] = {}
+        print(f"{self.name}: {len(self.docids)} documents, {len(self.qids)} {args.split} queries", flush=True)
+
+    def encode(self, variant: str, encoder, device: str) -> None:
         start = time.perf_counter()
-        encoder = load_encoder(args.encoder, args.base, device, fp8, emulate, args.batch_tokens)
-        vectors[fp8] = (encoder.encode_queries([queries[q] for q in qids]), encoder.encode_passages(docs))
-        print(f"  encoded ({'fp8' if fp8 else 'reference'}) in {time.perf_counter() - start:.1f} s", flush=True)
-        del encoder
-        release(device)
-    top = min(max(args.depth, 100), len(docids))  # R@100 needs the top 100
-    runs = {fp8: search(q, d, docids, qids, top, device) for fp8, (q, d) in vectors.items()}
-    encoder_report = dict(
-        cosine_documents=cosine_stats(vectors[False][1], vectors[True][1]),
-        cosine_queries=cosine_stats(vectors[False][0], vectors[True][0]),
-        **{f"{m}_{name}": round(mean_metric(runs[fp8], qrels, fn, k), 5)
-           for fp8, name in ((False, "reference"), (True, "fp8"))
-           for m, fn, k in (("ndcg10", ndcg_at, 10), ("recall100", recall_at, 100))})
-    both = np.concatenate([vectors[False][1], vectors[False][0]]), np.concatenate([vectors[True][1], vectors[True][0]])
-    encoder_report["cosine_all"] = cosine_stats(*both)
+        q = encoder.encode_queries([self.queries[q] for q in self.qids])
+        d = encoder.encode_passages(list(self.corpus.values()))
+        self.vectors[variant] = (q, d)
+        top = min(max(self.depth, 100), len(self.docids))  # R@100 needs the top 100
+        self.runs[variant] = search(q, d, self.docids, self.qids, top, device)
+        print(f"  {self.name}: encoded and searched ({variant}) in {time.perf_counter() - start:.1f} s", flush=True)
 
-    candidates = {q: [(d, 0.0) for d in runs[False][q][:depth]] for q in qids}
-    scored = {}
-    for fp8 in (False, True):
+    def rerank(self, variant: str, reranker) -> None:
+        """Rescore the reference run's top ``depth`` (the same candidates for both variants)."""
         start = time.perf_counter()
-        reranker = load_reranker(args.reranker, args.base, device, fp8, emulate, args.batch_tokens)
-        scored[fp8] = reranker.rerank(queries, candidates, corpus, hits=depth, progress=False)
-        print(f"  reranked ({'fp8' if fp8 else 'reference'}) in {time.perf_counter() - start:.1f} s", flush=True)
-        del reranker
-        release(device)
-    taus = []
-    for q in qids:
-        ref, new = dict(scored[False][q]), dict(scored[True][q])
-        order = [d for d, _ in candidates[q]]
-        taus.append(kendall_tau_b(np.array([ref[d] for d in order]), np.array([new[d] for d in order])))
-    reranker_report = dict(kendall_tau_mean=round(float(np.mean(taus)), 5), kendall_tau_min=round(float(min(taus)), 5),
-                           depth=depth, **{f"ndcg10_{name}": round(mean_metric(
-                               {q: [d for d, _ in hits] for q, hits in scored[fp8].items()}, qrels, ndcg_at, 10), 5)
-                               for fp8, name in ((False, "reference"), (True, "fp8"))})
+        candidates = {q: [(d, 0.0) for d in self.runs["reference"][q][:self.depth]] for q in self.qids}
+        self.scored[variant] = reranker.rerank(self.queries, candidates, self.corpus, hits=self.depth,
+                                               progress=False)
+        print(f"  {self.name}: reranked ({variant}) in {time.perf_counter() - start:.1f} s", flush=True)
 
-    cos = encoder_report["cosine_all"]
-    encoder_report["within_budget"] = bool(
-        cos["mean"] >= BUDGET["mean_cosine"] and cos["min"] >= BUDGET["min_cosine"]
-        and abs(encoder_report["ndcg10_fp8"] - encoder_report["ndcg10_reference"]) <= BUDGET["ndcg10_change"])
-    reranker_report["within_budget"] = bool(
-        abs(reranker_report["ndcg10_fp8"] - reranker_report["ndcg10_reference"]) <= BUDGET["ndcg10_change"])
-    return dict(collection=folder.name, split=args.split, documents=len(docids), queries=len(qids),
-                encoder=encoder_report, reranker=reranker_report)
+    def report(self) -> dict:
+        (rq, rd), (fq, fd) = self.vectors["reference"], self.vectors["fp8"]
+        encoder = dict(cosine_documents=cosine_stats(rd, fd), cosine_queries=cosine_stats(rq, fq),
+                       cosine_all=cosine_stats(np.concatenate([rd, rq]), np.concatenate([fd, fq])))
+        for variant in ("reference", "fp8"):
+            encoder[f"ndcg10_{variant}"] = round(mean_metric(self.runs[variant], self.qrels, ndcg_at, 10), 5)
+            encoder[f"recall100_{variant}"] = round(mean_metric(self.runs[variant], self.qrels, recall_at, 100), 5)
+        taus = []
+        for q in self.qids:
+            ref, new = dict(self.scored["reference"][q]), dict(self.scored["fp8"][q])
+            order = self.runs["reference"][q][:self.depth]
+            taus.append(kendall_tau_b(np.array([ref[d] for d in order]), np.array([new[d] for d in order])))
+        reranker = dict(kendall_tau_mean=round(float(np.mean(taus)), 5), kendall_tau_min=round(float(min(taus)), 5),
+                        depth=self.depth)
+        for variant in ("reference", "fp8"):
+            ranked = {q: [d for d, _ in hits] for q, hits in self.scored[variant].items()}
+            reranker[f"ndcg10_{variant}"] = round(mean_metric(ranked, self.qrels, ndcg_at, 10), 5)
+        cos = encoder["cosine_all"]
+        encoder["within_budget"] = bool(
+            cos["mean"] >= BUDGET["mean_cosine"] and cos["min"] >= BUDGET["min_cosine"]
+            and abs(encoder["ndcg10_fp8"] - encoder["ndcg10_reference"]) <= BUDGET["ndcg10_change"])
+        reranker["within_budget"] = bool(abs(reranker["ndcg10_fp8"] - reranker["ndcg10_reference"])
+                                         <= BUDGET["ndcg10_change"])
+        return dict(collection=self.name, split=self.split, documents=len(self.docids), queries=len(self.qids),
+                    encoder=encoder, reranker=reranker)
 
 
 def main(argv=None) -> int:
@@ -225,7 +217,15 @@ def main(argv=None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     emulate = args.emulate or not device.startswith("cuda")
     start = time.perf_counter()
-    results = [measure_collection(Path(c), args, device, emulate) for c in args.collections]
+    collections = [Collection(Path(c), args) for c in args.collections]
+    encoder, reranker = load_models(args, device, emulate)
+    for variant in ("reference", "fp8"):
+        if variant == "fp8":
+            to_fp8(encoder, reranker, emulate)
+        for c in collections:
+            c.encode(variant, encoder, device)
+            c.rerank(variant, reranker)
+    results = [c.report() for c in collections]
     report = dict(command=recorded_command("fp8_fidelity.py", argv),
                   device=torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu",
                   torch=torch.__version__, encoder=args.encoder, reranker=args.reranker,

@@ -29,13 +29,13 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep its log, s
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-step fp8-fidelity 140 "$PY" benchmarks/fp8_fidelity.py --base "$BASE" \
+step fp8-fidelity 150 "$PY" benchmarks/fp8_fidelity.py --base "$BASE" \
   --collections "$IR/beir-scifact" "$IR/cranfield" --output "$OUT/fp8-fidelity-h200.json"
-step encode-fp8 170 "$PY" benchmarks/encode.py --lengths benchmarks/scifact-lengths.json --models llama2-7b \
+step encode-fp8 165 "$PY" benchmarks/encode.py --lengths benchmarks/scifact-lengths.json --models llama2-7b \
   --docs 2048 --budgets 65536 --compile --no-eager --baseline-docs 0 --dtypes bfloat16 fp8 \
   --output "$OUT/encode-fp8-h200.json"
-step rerank-fp8 150 "$PY" benchmarks/rerank.py --models llama2-7b --compile --no-eager --naive-batch 0 \
+step rerank-fp8 145 "$PY" benchmarks/rerank.py --models llama2-7b --compile --no-eager --naive-batch 0 \
   --batch-tokens 32768 --dtypes bfloat16 fp8 --lengths benchmarks/rerank-scifact-lengths.json \
   --output "$OUT/rerank-fp8-h200.json"
-step search 120 "$PY" benchmarks/search.py --output "$OUT/search-h200.json"
+step search 115 "$PY" benchmarks/search.py --output "$OUT/search-h200.json"
 ls -la "$OUT"
