@@ -145,7 +145,8 @@ def compiled(model):
     MFU for encoding). Compiling each decoder layer (regional compilation) rather than the whole model gives
     the same fusion, since every fusable kernel lies inside a layer, at a fraction of the compile time: all
     layers share one graph. Dynamic shapes keep one graph for every batch shape of length-sorted batching.
-    Compilation happens on the first batch. A model without decoder layers is compiled whole.
+    Compilation happens on the first batch. The twin runs without a KV cache (encoders and rerankers need none).
+    A model without decoder layers is compiled whole.
     """
     import torch
 
@@ -171,6 +172,10 @@ def _with_compiled_layers(model):
         copied = copy.copy(module)
         copied._modules = dict(module._modules)  # the twin's own child table; the children stay shared
         copied._modules[rest[0]] = twin(module._modules[rest[0]], rest[1:])
+        if getattr(module, "config", None) is not None and hasattr(module.config, "use_cache"):
+            # no KV cache: each layer would hand the cache its own index, and every index would be a new graph
+            copied.config = copy.copy(module.config)
+            copied.config.use_cache = False
         return copied
 
     return twin(model, path)

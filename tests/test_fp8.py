@@ -81,10 +81,10 @@ def test_kernel_path_equals_its_emulation(monkeypatch):
     assert ((emulated - out.float()).norm() / emulated.norm()) < 0.02
 
 
-def tiny_model(task="embedding", hidden=64):
+def tiny_model(task="embedding", hidden=64, layers=2):
     from transformers import LlamaConfig, LlamaForSequenceClassification, LlamaModel
 
-    config = LlamaConfig(vocab_size=300, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=300, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                          num_attention_heads=4, num_key_value_heads=2, num_labels=1, pad_token_id=0)
     torch.manual_seed(0)
     model = (LlamaModel if task == "embedding" else LlamaForSequenceClassification)(config)
@@ -176,3 +176,26 @@ def test_compiled_twin_computes_what_the_model_computes(monkeypatch):
         twin = runtime.compiled(model)
         assert twin is not model
         torch.testing.assert_close(twin(input_ids=ids, attention_mask=mask).logits, eager)
+
+
+def test_compiled_layers_share_one_graph(monkeypatch):
+    """Every decoder layer, every batch shape: a graph or two (with and without a padding mask), not one per
+    layer (a KV cache would hand each layer its own index; past 8 graphs dynamo silently runs layers eagerly)."""
+    import functools
+
+    from torch._dynamo.utils import counters
+
+    from pyserini_llama import runtime
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    torch._dynamo.reset()
+    counters.clear()
+    model = tiny_model("sequence-classification", layers=12)
+    twin = runtime.compiled(model)
+    with torch.inference_mode():
+        for batch, length in ((3, 11), (5, 17), (2, 9)):
+            mask = torch.ones(batch, length, dtype=torch.long)
+            mask[0, -2:] = 0
+            twin(input_ids=torch.randint(3, 300, (batch, length)), attention_mask=mask)
+    assert counters["stats"]["unique_graphs"] <= 2
+    assert model.config.use_cache is not False  # the model itself keeps its settings
