@@ -224,3 +224,40 @@ def test_streamed_and_sharded_searchers_equal_the_resident_one(tmp_path):
         np.testing.assert_array_equal(s, resident[0])
     with pytest.raises(UserError, match="unknown index memory"):
         DenseSearcher(folder, backend="torch", memory="disk")
+
+
+@pytest.mark.integration
+def test_pyserini_faiss_searcher_reads_our_fp16_index(tmp_path):
+    """Pyserini's own FaissSearcher opens the fp16 index we write and ranks as our torch search does."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("pyserini")
+    from conftest import cli_env
+
+    x, q = unit_vectors(300, 16, seed=10), unit_vectors(3, 16, seed=11)
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    write_flat_index(folder / "index", x, dtype="float16")
+    write_docids(folder / "docid", [f"doc{i}" for i in range(len(x))])
+    np.save(tmp_path / "q.npy", q)
+    script = f"""
+import json, numpy as np
+from pyserini_llama.java import ensure_java
+ensure_java()
+from pyserini.search.faiss import FaissSearcher
+q = np.load({str(tmp_path / "q.npy")!r})
+class Encoder:
+    def encode(self, text):
+        return q[int(text)]
+searcher = FaissSearcher({str(folder)!r}, Encoder())
+print(json.dumps([[(h.docid, float(h.score)) for h in searcher.search(str(i), k=10)] for i in range(len(q))]))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    scores, rows = DenseSearcher(folder, backend="torch").search_embeddings(q, 10)
+    for hits, row, row_scores in zip(theirs, rows, scores):
+        assert [d for d, _ in hits] == [f"doc{i}" for i in row]
+        np.testing.assert_allclose([s for _, s in hits], row_scores, atol=1e-5)
