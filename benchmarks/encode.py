@@ -8,6 +8,11 @@ cut at --max-length). Reported per model and method: real tokens/s, docs/s and M
 --max-length, plain ``model(...)``; ours sorts by length and batches under a token budget. Tokenization is
 excluded from both.
 
+``--dtypes bfloat16 fp8`` also times the FP8 encoder (``pyserini_llama.models.fp8``: e4m3 matmuls with rowwise
+scales, the rest in bf16) on a model with the same weights. The run starts by measuring the bf16 and FP8
+matmul ceilings of the device (``common.py``); every row reports MFU against both (``mfu_bf16_peak``,
+``mfu_fp8_peak``).
+
 Usage::
 
     # once, where the corpus and the SmolLM2 tokenizer are: precompute the lengths (a small JSON file)
@@ -15,8 +20,11 @@ Usage::
         --output benchmarks/scifact-lengths.json
     # on a GPU (< 4 minutes on one H100)
     python benchmarks/encode.py --lengths benchmarks/scifact-lengths.json --output benchmarks/results/encode-h100.json
-    # CPU smoke test
-    python benchmarks/encode.py --tiny --output /tmp/encode-tiny.json
+    # bf16-compiled beside fp8-compiled at 7B shape, on one H200 (~3 minutes)
+    python benchmarks/encode.py --lengths benchmarks/scifact-lengths.json --models llama2-7b --docs 2048 \
+        --budgets 65536 --compile --no-eager --baseline-docs 0 --dtypes bfloat16 fp8 --output encode-fp8.json
+    # CPU smoke test (fp8 emulated in float32)
+    python benchmarks/encode.py --tiny --dtypes float32 fp8 --output /tmp/encode-tiny.json
 """
 from __future__ import annotations
 
@@ -32,6 +40,9 @@ from typing import Dict, List
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import measure_peaks, mfu, recorded_command  # noqa: E402
 
 SHAPES: Dict[str, dict] = {
     "llama2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -68,14 +79,20 @@ def make_lengths(corpus: str, output: str) -> None:
           f"{np.mean(np.array(lengths) > 512) * 100:.1f}% over 512")
 
 
-def build_model(name: str, device: str, dtype):
+def build_model(name: str, device: str, dtype, fp8: bool = False):
+    """Random weights at the shape (the same for every dtype: one seed); ``fp8`` quantises the decoder's
+    matmuls as ``--dtype fp8`` does (on a CPU: the float32 emulation of the same maths)."""
     import torch
     from transformers import AutoModel, LlamaConfig
+
+    from pyserini_llama.models.fp8 import quantize_model
 
     config = LlamaConfig(**SHAPES[name], pad_token_id=0, bos_token_id=1, eos_token_id=2)
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModel.from_config(config, dtype=dtype, attn_implementation="sdpa")
+    if fp8:
+        quantize_model(model, emulate=not device.startswith("cuda"))
     return model.eval()
 
 
@@ -137,13 +154,14 @@ def time_baseline(model, docs: List[List[int]], device: str, max_length: int) ->
 
 
 def row(model_name: str, method: str, docs: List[List[int]], seconds: float, params: int, padded: int,
-        peak: float, **extra) -> dict:
+        peaks: dict, **extra) -> dict:
     tokens = sum(len(d) for d in docs)
+    flops = 2 * params * tokens
     return dict(model=model_name, method=method, params=params, docs=len(docs), real_tokens=tokens,
                 padded_tokens=padded,
                 seconds=round(seconds, 3), tokens_per_s=round(tokens / seconds, 1),
-                docs_per_s=round(len(docs) / seconds, 2), mfu=round(2 * params * tokens / seconds / peak, 4),
-                **extra)
+                docs_per_s=round(len(docs) / seconds, 2), mfu_bf16_peak=mfu(flops, seconds, peaks["bf16"]),
+                mfu_fp8_peak=mfu(flops, seconds, peaks["fp8"]), **extra)
 
 
 def main(argv=None) -> int:
@@ -160,7 +178,9 @@ def main(argv=None) -> int:
     parser.add_argument("--budgets", type=int, nargs="+", default=[32768], help="our tokens-per-batch budgets")
     parser.add_argument("--compile", action="store_true",
                         help="also time our encoder with torch.compile (warm-up/compile time reported apart)")
-    parser.add_argument("--peak-flops", type=float, default=800e12, help="peak FLOP/s for MFU (H100 bf16)")
+    parser.add_argument("--no-eager", action="store_true", help="with --compile: time only the compiled encoder")
+    parser.add_argument("--dtypes", nargs="+", default=["auto"],
+                        help="auto (bfloat16 on a GPU, float32 on a CPU), bfloat16, float32 and/or fp8")
     args = parser.parse_args(argv)
     if args.make_lengths:
         make_lengths(args.make_lengths, args.output)
@@ -170,8 +190,12 @@ def main(argv=None) -> int:
     import transformers
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    default = "bfloat16" if device.startswith("cuda") else "float32"
+    dtypes = [default if d == "auto" else d for d in args.dtypes]
     models = ["tiny"] if args.tiny else args.models
+    peaks = measure_peaks(device)
+    print(f"matmul peaks: bf16 {peaks['bf16'] / 1e12:.0f} TFLOP/s, fp8 "
+          f"{peaks['fp8'] / 1e12 if peaks['fp8'] else float('nan'):.0f} TFLOP/s", flush=True)
     if args.lengths:
         info = json.loads(Path(args.lengths).read_text())
         lengths, source = info["lengths"], f"{info['corpus']} ({info['tokenizer']} tokenizer)"
@@ -184,37 +208,46 @@ def main(argv=None) -> int:
     baseline_docs = min(args.baseline_docs, 64 if args.tiny else args.baseline_docs)
 
     results = []
+    modes = ([] if args.no_eager and args.compile else [False]) + ([True] if args.compile else [])
     for name in models:
-        model = build_model(name, device, dtype)
-        params = sum(p.numel() for p in model.parameters())
         docs = random_docs(lengths, SHAPES[name]["vocab_size"])
         ours_docs = docs[:args.docs] if args.docs else docs
-        for compile in ([False, True] if args.compile else [False]):
-            for budget in args.budgets:
-                seconds, warmup = time_ours(model, ours_docs, device, budget, compile)
-                results.append(row(name, "ours+compile" if compile else "ours", ours_docs, seconds, params,
-                                   None, args.peak_flops, tokens_per_batch=budget,
-                                   warmup_seconds=round(warmup, 1)))
+        for dtype_name in dtypes:
+            fp8 = dtype_name == "fp8"
+            model = build_model(name, device, torch.bfloat16 if fp8 and device.startswith("cuda") else
+                                torch.float32 if fp8 else getattr(torch, dtype_name))
+            params = shape_params(name)
+            for compile in modes:
+                for budget in args.budgets:
+                    seconds, warmup = time_ours(model, ours_docs, device, budget, compile)
+                    results.append(row(name, "ours+compile" if compile else "ours", ours_docs, seconds, params,
+                                       None, peaks, dtype=dtype_name, tokens_per_batch=budget,
+                                       warmup_seconds=round(warmup, 1)))
+                    print(json.dumps(results[-1]), flush=True)
+            if baseline_docs and not fp8:
+                base = docs[:baseline_docs]
+                seconds = time_baseline(model, base, device, args.max_length)
+                results.append(row(name, "naive-hf", base, seconds, params, len(base) * args.max_length, peaks,
+                                   dtype=dtype_name, batch_size=BASELINE_BATCH))
                 print(json.dumps(results[-1]), flush=True)
-        base = docs[:baseline_docs]
-        seconds = time_baseline(model, base, device, args.max_length)
-        results.append(row(name, "naive-hf", base, seconds, params, len(base) * args.max_length, args.peak_flops,
-                           batch_size=BASELINE_BATCH))
-        print(json.dumps(results[-1]), flush=True)
-        del model
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
+            del model
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
 
-    report = dict(command=" ".join(["python", "benchmarks/encode.py", *(argv or sys.argv[1:])]),
+    report = dict(command=recorded_command("encode.py", argv),
                   device=torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu",
-                  torch=torch.__version__, transformers=transformers.__version__, dtype=str(dtype),
+                  torch=torch.__version__, transformers=transformers.__version__, dtypes=dtypes,
                   lengths=source, max_length=args.max_length, mean_length=round(float(np.mean(lengths)), 1),
-                  peak_flops=args.peak_flops, results=results)
+                  peaks=peaks, results=results)
     for name in models:
-        best = max((r for r in results if r["model"] == name and r["method"].startswith("ours")),
-                   key=lambda r: r["tokens_per_s"])
-        base = next(r for r in results if r["model"] == name and r["method"] == "naive-hf")
-        best["speedup_docs_per_s"] = round(best["docs_per_s"] / base["docs_per_s"], 2)
+        ours = [r for r in results if r["model"] == name and r["method"].startswith("ours")]
+        base = next((r for r in results if r["model"] == name and r["method"] == "naive-hf"), None)
+        reference = max((r for r in ours if r["dtype"] != "fp8"), key=lambda r: r["docs_per_s"], default=None)
+        for r in ours:
+            if base:
+                r["speedup_vs_naive"] = round(r["docs_per_s"] / base["docs_per_s"], 2)
+            if reference and r["dtype"] == "fp8":
+                r["speedup_vs_best_bf16"] = round(r["docs_per_s"] / reference["docs_per_s"], 2)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print_table(results)
@@ -222,14 +255,27 @@ def main(argv=None) -> int:
     return 0
 
 
+def shape_params(name: str) -> int:
+    """Parameters of the shape (counted before any quantisation turns Linear weights into buffers)."""
+    s = SHAPES[name]
+    head_dim = s["hidden_size"] // s["num_attention_heads"]
+    attention = 2 * s["hidden_size"] ** 2 + 2 * s["hidden_size"] * s["num_key_value_heads"] * head_dim
+    layer = attention + 3 * s["hidden_size"] * s["intermediate_size"] + 2 * s["hidden_size"]
+    return s["num_hidden_layers"] * layer + s["vocab_size"] * s["hidden_size"] + s["hidden_size"]
+
+
+def percent(x) -> str:
+    return "" if x is None else f"{x:.1%}"
+
+
 def print_table(results: List[dict]) -> None:
-    print("| model | method | docs | real tokens/s | docs/s | MFU | speedup |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | dtype | method | docs | real tokens/s | docs/s | MFU (bf16 peak) | MFU (fp8 peak) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         method = r["method"] + (f" ({r['tokens_per_batch']} tok/batch)" if "tokens_per_batch" in r else
                                 f" (batch {r['batch_size']}, padded)")
-        print(f"| {r['model']} | {method} | {r['docs']} | {r['tokens_per_s']:,.0f} | {r['docs_per_s']:.1f} | "
-              f"{r['mfu'] * 100:.1f}% | {r.get('speedup_docs_per_s', '')} |")
+        print(f"| {r['model']} | {r['dtype']} | {method} | {r['docs']} | {r['tokens_per_s']:,.0f} | "
+              f"{r['docs_per_s']:.1f} | {percent(r['mfu_bf16_peak'])} | {percent(r['mfu_fp8_peak'])} |")
 
 
 if __name__ == "__main__":

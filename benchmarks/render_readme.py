@@ -1,17 +1,20 @@
 """Render benchmarks/README.md from the JSON files in benchmarks/results/ (written by the benchmark scripts).
 
     python benchmarks/render_readme.py
+    python benchmarks/render_readme.py --results other/results --output /tmp/README.md
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
 
 
 def load(name: str) -> dict:
-    return json.loads((HERE / "results" / name).read_text())
+    return json.loads((RESULTS / name).read_text())
 
 
 def encode_table(data: dict) -> list:
@@ -43,7 +46,129 @@ def train_table(data: dict) -> list:
     return rows
 
 
-def main() -> None:
+def pct(x) -> str:
+    return "" if x is None else f"{x:.1%}"
+
+
+def tflops(x) -> str:
+    return "n/a" if not x else f"{x / 1e12:,.0f}"
+
+
+def peaks_line(data: dict) -> str:
+    p = data["peaks"]
+    return (f"matmul ceilings measured at the start of the run ({'x'.join(map(str, p['shape']))}, random data): "
+            f"bf16 {tflops(p['bf16'])} TFLOP/s, FP8 e4m3 rowwise {tflops(p['fp8'])} TFLOP/s with fast accumulation "
+            f"(the MFU denominator), {tflops(p.get('fp8_accurate'))} without")
+
+
+def fp8_encode_table(data: dict) -> list:
+    rows = ["| model | dtype | method | docs | docs/s | real tokens/s | MFU (bf16 peak) | MFU (FP8 peak) | vs bf16 | "
+            "warm-up s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in data["results"]:
+        rows.append(f"| {r['model']} | {r['dtype']} | {r['method']} ({r.get('tokens_per_batch')} tok/batch) | "
+                    f"{r['docs']} | {r['docs_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {pct(r['mfu_bf16_peak'])} | "
+                    f"{pct(r['mfu_fp8_peak'])} | {r.get('speedup_vs_best_bf16', '')} | {r.get('warmup_seconds', '')} |")
+    return rows
+
+
+def fp8_rerank_table(data: dict) -> list:
+    rows = ["| model | dtype | lengths | method | pairs/s | ms/query (top-100) | MFU (bf16 peak) | MFU (FP8 peak) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in data["results"]:
+        rows.append(f"| {r['model']} | {r['dtype']} | {r['lengths']} | {r['method']} | {r['pairs_per_s']:.1f} | "
+                    f"{r['ms_per_query']:.0f} | {pct(r['mfu_bf16_peak'])} | {pct(r['mfu_fp8_peak'])} |")
+    return rows
+
+
+def fidelity_table(data: dict) -> list:
+    rows = ["| collection | docs / queries | cosine mean | cosine min | nDCG@10 bf16 -> FP8 | R@100 bf16 -> FP8 | "
+            "rerank nDCG@10 bf16 -> FP8 | Kendall tau mean (min) | within budget (encoder, reranker) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in data["results"]:
+        e, k = r["encoder"], r["reranker"]
+        rows.append(f"| {r['collection']} ({r['split']}) | {r['documents']} / {r['queries']} | "
+                    f"{e['cosine_all']['mean']:.5f} | {e['cosine_all']['min']:.5f} | "
+                    f"{e['ndcg10_reference']:.4f} -> {e['ndcg10_fp8']:.4f} | "
+                    f"{e['recall100_reference']:.4f} -> {e['recall100_fp8']:.4f} | "
+                    f"{k['ndcg10_reference']:.4f} -> {k['ndcg10_fp8']:.4f} | "
+                    f"{k['kendall_tau_mean']:.4f} ({k['kendall_tau_min']:.4f}) | "
+                    f"{'yes' if e['within_budget'] else 'no'}, {'yes' if k['within_budget'] else 'no'} |")
+    return rows
+
+
+def search_table(data: dict) -> list:
+    rows = ["| path | seconds | queries/s | peak GPU memory allocated (reserved) GiB | notes |",
+            "|---|---|---|---|---|"]
+    s = data["streamed"]
+    rows.append(f"| streamed from host memory | {s['seconds']:.1f} | {s['queries_per_s']:,.0f} | "
+                f"{s.get('peak_allocated_gib')} ({s.get('peak_reserved_gib')}) | index read at "
+                f"{s['index_gb_per_s']} GB/s; host memory {'page-locked' if data['host_pinned'] else 'pageable'} |")
+    if "resident" in data:
+        r = data["resident"]
+        rows.append(f"| resident on the GPU | {r['seconds']:.1f} | {r['queries_per_s']:,.0f} | "
+                    f"{r.get('peak_allocated_gib')} ({r.get('peak_reserved_gib')}) | upload {r['upload_seconds']} s "
+                    f"(not timed); same hits as streamed: {'yes' if data['identical'] else 'NO'} |")
+    return rows
+
+
+def scaling_table(data: dict) -> list:
+    rows = ["| GPUs | seconds | pairs/s | ms/query | speed-up |", "|---|---|---|---|---|"]
+    for r in data["results"]:
+        rows.append(f"| {r['gpus']} | {r['seconds']} | {r['pairs_per_s']} | {r['ms_per_query']} | {r['speedup']} |")
+    return rows
+
+
+def optional_sections() -> list:
+    """Sections of the H200 runs, each only when its results file is committed."""
+    lines = []
+    present = lambda name: (RESULTS / name).exists()  # noqa: E731
+    if present("fp8-fidelity-h200.json"):
+        data = load("fp8-fidelity-h200.json")
+        b = data["budget"]
+        lines += ["## FP8 fidelity on real weights (`benchmarks/fp8_fidelity.py`)", "",
+                  f"Command: `{data['command']}` on {data['device']}. The `{data['encoder']}` encoder and "
+                  f"`{data['reranker']}` reranker in {data['reference']} and in FP8 ({data['fp8']}); exact search in "
+                  f"torch; the reranker rescores the {data['reference']} dense top-100 of each query. Budget: mean "
+                  f"cosine >= {b['mean_cosine']}, min >= {b['min_cosine']}, nDCG@10 within {b['ndcg10_change']}.",
+                  ""] + fidelity_table(data) + [
+                  "", f"Within budget on every collection: **{'yes' if data['within_budget'] else 'no'}**"
+                  + ("" if data["within_budget"] else "; bf16 stays the default dtype, FP8 is opt-in "
+                     "(`--dtype fp8`)") + ".", ""]
+    if present("encode-fp8-h200.json"):
+        data = load("encode-fp8-h200.json")
+        lines += ["## FP8 encoding at 7B shape (`benchmarks/encode.py --dtypes bfloat16 fp8`)", "",
+                  f"Command: `{data['command']}` on {data['device']}; lengths: {data['lengths']}, mean "
+                  f"{data['mean_length']} tokens. {peaks_line(data)}.", ""] + fp8_encode_table(data) + [""]
+    if present("rerank-fp8-h200.json"):
+        data = load("rerank-fp8-h200.json")
+        lines += ["## FP8 reranking at 7B shape (`benchmarks/rerank.py --dtypes bfloat16 fp8`)", "",
+                  f"Command: `{data['command']}` on {data['device']}; {data['queries']} queries x {data['depth']} "
+                  f"pairs; lengths: {data['lengths']}. {peaks_line(data)}.", ""] + fp8_rerank_table(data) + [""]
+    if present("search-h200.json"):
+        data = load("search-h200.json")
+        lines += ["## Exact search at MS MARCO scale (`benchmarks/search.py`)", "",
+                  f"Command: `{data['command']}` on {data['device']}: {data['rows']:,} x {data['dim']} "
+                  f"{data['index_dtype']} rows ({data['index_gb']} GB), {data['queries']:,} queries, top "
+                  f"{data['k']}, chunks of {data['rows_per_chunk']:,} rows, {data['queries_per_step']} queries "
+                  f"per step; fp16 rows scored against float32 queries (as faiss scores its fp16 index).",
+                  ""] + search_table(data) + [""]
+    if present("rerank-scaling-2xh200.json"):
+        data = load("rerank-scaling-2xh200.json")
+        lines += ["## Reranking on several GPUs (`benchmarks/rerank_scaling.py`)", "",
+                  f"Command: `{data['command']}` on {data['device']}; {data['model']}, {data['dtype']}"
+                  f"{', compiled' if data['compile'] else ', eager'}; {data['queries']} queries x "
+                  f"{data['depth']} pairs ({data['texts']}); time from the start of reranking to the joined run "
+                  f"file.", ""] + scaling_table(data) + [""]
+    return lines
+
+
+def main(argv=None) -> None:
+    global RESULTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of results JSON files")
+    parser.add_argument("--output", type=Path, default=HERE / "README.md")
+    args = parser.parse_args(argv)
+    RESULTS = args.results
     enc, rer, tr = load("encode-h100.json"), load("rerank-h100.json"), load("train-h100.json")
     eager = load("rerank-h100-eager.json")
     lines = ["# Benchmarks", "",
@@ -72,8 +197,9 @@ def main() -> None:
              "LoRA dropout that eager runs as separate memory-bound kernels, and lowers peak memory. At 135M the "
              "same flag doubles throughput (2.2x) but MFU stays low (15%): with a hidden size of 576 the "
              "matmuls are too small to keep an H100 busy.", ""]
-    (HERE / "README.md").write_text("\n".join(lines))
-    print("wrote benchmarks/README.md")
+    lines += optional_sections()
+    args.output.write_text("\n".join(lines))
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,15 @@ fixed batches of ``--naive-batch`` padded to the longest pair of the batch (as t
 does). MFU = 2 x non-embedding parameters x real (unpadded) tokens / time / peak (attention FLOPs ignored;
 small at 200 tokens).
 
+``--dtypes bfloat16 fp8`` also times the FP8 reranker (``pyserini_llama.models.fp8``) with the same weights. The
+run starts by measuring the device's bf16 and FP8 matmul ceilings (``common.py``); rows report MFU against both.
+
 Example::
 
     python benchmarks/rerank.py --output results/rerank-h100.json                  # on a GPU, < 3 minutes
+    # bf16-compiled beside fp8-compiled at 7B shape (~2 minutes on one H200)
+    python benchmarks/rerank.py --models llama2-7b --compile --no-eager --naive-batch 0 --batch-tokens 32768 \
+        --dtypes bfloat16 fp8 --lengths benchmarks/rerank-scifact-lengths.json --output rerank-fp8.json
     python benchmarks/rerank.py --tiny --output /tmp/rerank-tiny.json              # CPU smoke run
     # real length distributions (untruncated token counts of formatted queries and documents), made on a CPU
     python benchmarks/rerank.py --write-lengths results/scifact-lengths.json --collection beir-scifact \
@@ -32,12 +38,12 @@ from typing import Dict, List, Optional
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import measure_peaks, mfu, recorded_command  # noqa: E402
 from pyserini_llama.data.atomic import atomic_write  # noqa: E402
-from pyserini_llama.cli import run_cli
+from pyserini_llama.cli import run_cli  # noqa: E402
 from pyserini_llama.errors import UserError  # noqa: E402
-
-PEAK_FLOPS = 800e12  # measured dense bf16 matmul peak of one H100
 Q_MAX, P_MAX = 32, 164
 P_CONTENT_MAX = P_MAX - 3  # RankLLaMA v1 keeps p_max_len - 3 passage tokens
 LLAMA2_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -65,9 +71,10 @@ def write_lengths(path: str, collection: str, tokenizer_name: str, split: str = 
 
     from pyserini_llama.data.collections import resolve_collection
     from pyserini_llama.models.hub import resolve_model_path
-    from pyserini_llama.rerankers.rankllama import default_config, format_pair
+    from pyserini_llama.models.presets import rankllama_v1_config
+    from pyserini_llama.rerankers.inputs import format_pair
 
-    folder, config = resolve_collection(collection), default_config()
+    folder, config = resolve_collection(collection), rankllama_v1_config()
     tok = AutoTokenizer.from_pretrained(str(resolve_model_path(tokenizer_name)))
     queries = [format_pair(q, "", "", config)[0] for q in folder.queries(split).values()]
     passages = [format_pair("", d.title, d.text, config)[1] for d in folder.corpus().values()]
@@ -109,8 +116,17 @@ def load_smollm2(folder: Optional[str], device: str, dtype):
 
 
 def non_embedding_params(model) -> int:
+    """Counted before any quantisation (FP8 weights are buffers, not parameters)."""
     embed = model.get_input_embeddings().weight.numel()
     return sum(p.numel() for p in model.parameters()) - embed
+
+
+def quantized(model, device: str):
+    """The model with its decoder matmuls in FP8, as ``--dtype fp8`` loads it (emulated on a CPU)."""
+    from pyserini_llama.models.fp8 import quantize_model
+
+    quantize_model(model, emulate=not device.startswith("cuda"))
+    return model
 
 
 def make_reranker(model, device: str, batch_tokens: int, tokenizer_dir: Path, compile: bool = False):
@@ -159,32 +175,43 @@ def time_naive(reranker, pairs: List[List[int]], batch_size: int) -> float:
     return time.perf_counter() - start
 
 
-def measure(name: str, reranker, params: int, pairs: List[List[int]], n_queries: int,
-            naive_batch: Optional[int], lengths_mode: str) -> List[Dict]:
-    """Time our batching, and the naive baseline when ``naive_batch`` is given."""
+def measure(name: str, dtype: str, reranker, params: int, pairs: List[List[int]], n_queries: int,
+            naive_batch: Optional[int], lengths_mode: str, peaks: Dict, eager: bool = True) -> List[Dict]:
+    """Time our batching (unless ``eager`` is off for an uncompiled reranker), and the naive baseline when
+    ``naive_batch`` is given."""
     tokens = sum(len(p) for p in pairs)
-    timings = [("ours+compile" if reranker.compile else "ours", time_ours(reranker, pairs))]
+    timings = []
+    if eager or reranker.compile:
+        timings.append(("ours+compile" if reranker.compile else "ours", time_ours(reranker, pairs)))
     if naive_batch:
         timings.append(("naive", time_naive(reranker, pairs, naive_batch)))
     rows = []
     for method, seconds in timings:
-        rows.append(dict(model=name, lengths=lengths_mode, method=method, pairs=len(pairs), tokens=tokens,
-                         batch_tokens=reranker.batch_tokens if method.startswith("ours") else None,
+        flops = 2 * params * tokens
+        rows.append(dict(model=name, dtype=dtype, lengths=lengths_mode, method=method, pairs=len(pairs),
+                         tokens=tokens, batch_tokens=reranker.batch_tokens if method.startswith("ours") else None,
                          batch_size=naive_batch if method == "naive" else None, seconds=seconds,
                          pairs_per_s=len(pairs) / seconds, tokens_per_s=tokens / seconds,
-                         ms_per_query=1000 * seconds / n_queries,
-                         mfu=2 * params * tokens / seconds / PEAK_FLOPS))
-        print(f"  {name:<12} {lengths_mode:<9} {method:<12} {rows[-1]['pairs_per_s']:>9.1f} pairs/s "
-              f"{rows[-1]['ms_per_query']:>8.1f} ms/query  MFU {rows[-1]['mfu']:.1%}", flush=True)
+                         ms_per_query=1000 * seconds / n_queries, mfu_bf16_peak=mfu(flops, seconds, peaks["bf16"]),
+                         mfu_fp8_peak=mfu(flops, seconds, peaks["fp8"])))
+        print(f"  {name:<12} {dtype:<8} {lengths_mode:<9} {method:<12} {rows[-1]['pairs_per_s']:>9.1f} pairs/s "
+              f"{rows[-1]['ms_per_query']:>8.1f} ms/query  MFU {percent(rows[-1]['mfu_bf16_peak'])} of bf16 peak, "
+              f"{percent(rows[-1]['mfu_fp8_peak'])} of fp8 peak", flush=True)
     return rows
 
 
+def percent(x) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
 def format_rows(rows: List[Dict]) -> str:
-    head = f"{'model':<12} {'lengths':<9} {'method':<12} {'pairs/s':>9} {'ms/query':>9} {'tok/s':>9} {'MFU':>6}"
+    head = (f"{'model':<12} {'dtype':<8} {'lengths':<9} {'method':<12} {'pairs/s':>9} {'ms/query':>9} {'tok/s':>9} "
+            f"{'MFU bf16':>9} {'MFU fp8':>8}")
     lines = [head]
     for r in rows:
-        lines.append(f"{r['model']:<12} {r['lengths']:<9} {r['method']:<12} {r['pairs_per_s']:>9.1f} "
-                     f"{r['ms_per_query']:>9.1f} {r['tokens_per_s']:>9.0f} {r['mfu']:>6.1%}")
+        lines.append(f"{r['model']:<12} {r['dtype']:<8} {r['lengths']:<9} {r['method']:<12} {r['pairs_per_s']:>9.1f} "
+                     f"{r['ms_per_query']:>9.1f} {r['tokens_per_s']:>9.0f} {percent(r['mfu_bf16_peak']):>9} "
+                     f"{percent(r['mfu_fp8_peak']):>8}")
     return "\n".join(lines)
 
 
@@ -204,6 +231,9 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["llama2-7b", "smollm2-135m"],
                         choices=["llama2-7b", "smollm2-135m"])
     parser.add_argument("--compile", action="store_true", help="also time the reranker under torch.compile")
+    parser.add_argument("--no-eager", action="store_true", help="with --compile: time only the compiled reranker")
+    parser.add_argument("--dtypes", nargs="+", default=["auto"],
+                        help="auto (bfloat16 on a GPU, float32 on a CPU), bfloat16, float32 and/or fp8")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run: a tiny random model, few pairs")
     parser.add_argument("--device", help="default: cuda when present, else cpu")
     parser.add_argument("--overwrite", action="store_true")
@@ -223,43 +253,54 @@ def main(argv=None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if not args.tiny and not device.startswith("cuda"):
         raise UserError("the full benchmark needs a GPU; use --tiny for a CPU smoke run")
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    rng = np.random.default_rng(0)
+    default = "bfloat16" if device.startswith("cuda") else "float32"
+    dtypes = [default if d == "auto" else d for d in args.dtypes]
+    peaks = measure_peaks(device)
+    print(f"matmul peaks: bf16 {peaks['bf16'] / 1e12:.0f} TFLOP/s, fp8 "
+          f"{peaks['fp8'] / 1e12 if peaks['fp8'] else float('nan'):.0f} TFLOP/s", flush=True)
     n_pairs = args.queries * args.depth
     models = {"tiny": None} if args.tiny else dict.fromkeys(args.models)
     rows: List[Dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
-            start = time.perf_counter()
-            model = (build_random_model(TINY, device, dtype) if name == "tiny" else
-                     build_random_model(LLAMA2_7B, device, dtype) if name == "llama2-7b" else
-                     load_smollm2(args.smollm2, device, dtype))
-            params = non_embedding_params(model)
-            print(f"{name}: {params / 1e6:.1f}M non-embedding parameters, built in "
-                  f"{time.perf_counter() - start:.1f}s", flush=True)
-            for mode in ("realistic", "full"):
-                pairs = synthetic_pairs(pair_lengths(n_pairs, mode, args.lengths, rng),
-                                        model.config.vocab_size, rng)
-                for i, budget in enumerate(args.batch_tokens):
-                    reranker = make_reranker(model, device, budget, Path(tmp) / "tok")
-                    rows += measure(name, reranker, params, pairs, args.queries,
-                                    args.naive_batch if i == 0 else None, mode)
-                    if args.compile:
-                        reranker = make_reranker(model, device, budget, Path(tmp) / "tok", compile=True)
-                        rows += measure(name, reranker, params, pairs, args.queries, None, mode)
-            del model
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
+            for dtype_name in dtypes:
+                fp8 = dtype_name == "fp8"
+                dtype = (torch.bfloat16 if device.startswith("cuda") else torch.float32) if fp8 else \
+                    getattr(torch, dtype_name)
+                start = time.perf_counter()
+                model = (build_random_model(TINY, device, dtype) if name == "tiny" else
+                         build_random_model(LLAMA2_7B, device, dtype) if name == "llama2-7b" else
+                         load_smollm2(args.smollm2, device, dtype))
+                params = non_embedding_params(model)
+                if fp8:
+                    model = quantized(model, device)
+                print(f"{name} ({dtype_name}): {params / 1e6:.1f}M non-embedding parameters, built in "
+                      f"{time.perf_counter() - start:.1f}s", flush=True)
+                rng = np.random.default_rng(0)  # the same pairs for every dtype
+                for mode in ("realistic", "full"):
+                    pairs = synthetic_pairs(pair_lengths(n_pairs, mode, args.lengths, rng),
+                                            model.config.vocab_size, rng)
+                    for i, budget in enumerate(args.batch_tokens):
+                        naive = args.naive_batch if i == 0 and not fp8 else None
+                        reranker = make_reranker(model, device, budget, Path(tmp) / "tok")
+                        rows += measure(name, dtype_name, reranker, params, pairs, args.queries, naive, mode,
+                                        peaks, eager=not (args.no_eager and args.compile))
+                        if args.compile:
+                            reranker = make_reranker(model, device, budget, Path(tmp) / "tok", compile=True)
+                            rows += measure(name, dtype_name, reranker, params, pairs, args.queries, None, mode,
+                                            peaks)
+                del model
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
 
     print()
     print(format_rows(rows))
     info = dict(device=torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor()
-                or "cpu", torch=torch.__version__, dtype=str(dtype), peak_flops=PEAK_FLOPS,
+                or "cpu", torch=torch.__version__, dtypes=dtypes, peaks=peaks,
                 queries=args.queries, depth=args.depth, q_max=Q_MAX, p_max=P_MAX,
                 lengths=(json.loads(Path(args.lengths).read_text()).get("source", args.lengths)
                          if args.lengths else "synthetic uniform: query 6-32, passage 40-161 tokens (+2 BOS)"),
-                command=" ".join(["python", "benchmarks/rerank.py"] + list(argv if argv is not None
-                                                                          else sys.argv[1:])))
+                command=recorded_command("rerank.py", argv))
     with atomic_write(args.output, overwrite=args.overwrite) as f:
         f.write(json.dumps(dict(info, results=rows), indent=2) + "\n")
     print(f"wrote {args.output}")

@@ -86,7 +86,8 @@ def add_device(p: argparse.ArgumentParser, dtype: bool = True, compile: bool = F
                                                     "cuda or cuda:N (default: auto)")
     if dtype:
         p.add_argument("--dtype", default="auto", help="auto (the checkpoint's on a GPU, float32 on a CPU), "
-                                                       "bfloat16, float16 or float32")
+                                                       "bfloat16, float16, float32, or fp8 (matmuls in float8 "
+                                                       "on GPUs of compute capability >= 8.9; best with --compile)")
     if compile:
         p.add_argument("--compile", action="store_true",
                        help="torch.compile the model: faster on GPUs for large inputs; the first batch compiles "

@@ -4,6 +4,9 @@ Example::
 
     python -m pyserini_llama.rerank --run runs/bm25.trec --topics ../shared/ir/beir-scifact --split test \
         --index beir-scifact --reranker rankllama-smollm2 --hits 100 --output runs/bm25.rankllama.trec
+    torchrun --nproc_per_node 2 -m pyserini_llama.rerank --input-run runs/bm25.trec ...    # queries shared by 2 GPUs
+
+(Under torchrun spell ``--run`` as ``--input-run``: torchrun takes ``--run`` for its own ``--run-path``.)
 
 Document text comes from a Lucene index built with stored raw documents (``--storeRaw``; JsonCollection
 ``contents`` or BEIR ``title``/``text``), a prebuilt one by name (``--index beir-v1.0.0-scifact.flat``), or
@@ -25,7 +28,8 @@ log = logging.getLogger(__name__)
 
 def build_parser():
     parser = cli.parser("python -m pyserini_llama.rerank", __doc__)
-    parser.add_argument("--run", required=True, help="first-stage run (TREC or MS MARCO format)")
+    parser.add_argument("--run", "--input-run", dest="run", required=True,
+                        help="first-stage run (TREC or MS MARCO format)")
     parser.add_argument("--topics", required=True, help="queries: topics TSV, BEIR queries.jsonl, BEIR folder "
                                                         "or collection name")
     parser.add_argument("--split", help="with a BEIR folder or collection: only the queries of this split")
@@ -70,31 +74,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .data.atomic import check_output_path
     from .data.collections import open_topics
     from .data.documents import open_documents
-    from .data.trec import load_run, write_run
+    from .data.trec import load_run
     from .rerankers.rankllama import RankLlamaReranker, check_rerank_inputs
-    from .runtime import resolve_device
+    from .rerankers.sharding import prepare_parts, shard_run, write_sharded_run
+    from .runtime import distributed_rank, resolve_device
 
     check_output_path(args.output, args.overwrite)
     device = resolve_device(args.device)
     run = select_queries(load_run(args.run), args.qids, args.max_queries)
     topics = open_topics(args.topics, split=args.split)
     check_rerank_inputs(topics, run, args.hits)
-    docs = open_documents(args.index, {d for hits in run.values() for d, _ in hits[:args.hits]})
+    rank, world = distributed_rank()
+    mine = shard_run(run, rank, world)  # under torchrun: this rank's queries (all of them otherwise)
+    prepare_parts(args.output, world)
+    docs = open_documents(args.index, {d for hits in mine.values() for d, _ in hits[:args.hits]})
     reranker = RankLlamaReranker.from_checkpoint(args.reranker, device=device, dtype=args.dtype,
                                                  trust_remote_code=args.trust_remote_code,
                                                  batch_tokens=args.batch_tokens, compile=args.compile)
     reranker.query_max_length = args.max_length_query or reranker.query_max_length
     reranker.passage_max_length = args.max_length_passage or reranker.passage_max_length
-    n_pairs = sum(min(len(h), args.hits) for h in run.values())
-    print(f"reranking top-{args.hits} of {len(run)} queries ({n_pairs} pairs) with {args.reranker} on {device} "
+    n_pairs = sum(min(len(h), args.hits) for h in mine.values())
+    print((f"rank {rank} of {world}: " if world > 1 else "") +
+          f"reranking top-{args.hits} of {len(mine)} queries ({n_pairs} pairs) with {args.reranker} on {device} "
           f"({reranker.model.dtype}, q {reranker.query_max_length} + p {reranker.passage_max_length} tokens)"
           + ("; compiling on the first batch" if args.compile else ""), flush=True)
     start = time.perf_counter()
-    reranked = reranker.rerank(topics, run, docs, hits=args.hits, skip_missing=args.skip_missing)
+    reranked = reranker.rerank(topics, mine, docs, hits=args.hits, skip_missing=args.skip_missing,
+                               progress=rank == 0) if mine else {}
     seconds = time.perf_counter() - start
-    write_run(reranked, args.output, tag=args.tag, overwrite=args.overwrite)
-    print(f"wrote {args.output}: {len(reranked)} queries in {seconds:.1f}s "
-          f"({n_pairs / max(seconds, 1e-9):.1f} pairs/s)")
+    if write_sharded_run(reranked, list(run), args.output, args.tag, args.overwrite):
+        print(f"wrote {args.output}: {len(run)} queries in {seconds:.1f}s ({n_pairs / max(seconds, 1e-9):.1f} "
+              f"pairs/s" + (f" on rank 0 of {world})" if world > 1 else ")"))
     return 0
 
 

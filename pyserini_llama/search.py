@@ -34,6 +34,13 @@ def build_parser():
                         help="query tokens incl. BOS/EOS (default: the checkpoint's)")
     cli.add_device(parser)
     parser.add_argument("--fp16", action="store_true", help="hold the index in fp16 on the device (half memory)")
+    parser.add_argument("--index-memory", default="device", choices=["device", "host"],
+                        help="device: hold the index on the device(s); host: stream it from host memory chunk by "
+                             "chunk (GPU memory stays at two chunks; same hits)")
+    parser.add_argument("--index-devices", nargs="+", metavar="DEVICE",
+                        help="shard the index across these devices (e.g. cuda:0 cuda:1; same hits)")
+    parser.add_argument("--rows-per-chunk", type=cli.positive_int, default=1 << 18,
+                        help="index rows per chunk (bounds device memory; default 262144)")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "faiss"],
                         help="auto: faiss on CPU when installed, else torch matmul + top-k")
     parser.add_argument("--remove-query", action="store_true", help="drop hits whose docid equals the qid")
@@ -65,7 +72,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                               trust_remote_code=args.trust_remote_code)
     if args.max_length:
         encoder = encoder.with_config(query_max_length=args.max_length)
-    searcher = DenseSearcher(index, encoder, device=device, fp16=args.fp16, backend=args.backend)
+    devices = [resolve_device(d) for d in args.index_devices] if args.index_devices else None
+    searcher = DenseSearcher(index, encoder, device=device, fp16=args.fp16, backend=args.backend,
+                             memory=args.index_memory, devices=devices, rows_per_chunk=args.rows_per_chunk)
     start = time.perf_counter()
     run = searcher.search(topics, k=args.hits + (1 if args.remove_query else 0))
     if args.remove_query:

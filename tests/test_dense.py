@@ -137,3 +137,127 @@ def test_search_cli(tmp_path, beir_folder):
     with pytest.raises(UserError, match="already exists"):
         search.main(["--index", str(tmp_path / "idx"), "--topics", str(beir_folder / "queries.jsonl"),
                      "--output", str(tmp_path / "run.trec")])
+    assert search.main(["--index", str(tmp_path / "idx"), "--topics", str(beir_folder / "queries.jsonl"),
+                        "--output", str(tmp_path / "streamed.trec"), "--hits", "3", "--device", "cpu",
+                        "--dtype", "float32", "--backend", "torch", "--index-memory", "host",
+                        "--rows-per-chunk", "2", "--index-devices", "cpu", "cpu"]) == 0
+    assert (tmp_path / "streamed.trec").read_text() == (tmp_path / "run.trec").read_text()
+
+
+def test_fp16_index_files_are_faiss_files_both_ways(tmp_path):
+    """Our IndexScalarQuantizer(QT_fp16) files equal faiss's byte for byte (faiss's rounding of ties included),
+    faiss reads them, and we read faiss's without faiss."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((300, 32)) * rng.choice([1e-6, 1e-3, 1.0, 300.0], size=(300, 1))).astype(np.float32)
+    x[0, :4] = [192.5625, -0.26086426, 1e-8, 0.0]  # exact halfway cases and an fp16 subnormal
+    for metric, faiss_metric in (("ip", faiss.METRIC_INNER_PRODUCT), ("l2", faiss.METRIC_L2)):
+        reference = faiss.IndexScalarQuantizer(32, faiss.ScalarQuantizer.QT_fp16, faiss_metric)
+        reference.add(x)
+        faiss.write_index(reference, str(tmp_path / f"faiss-{metric}"))
+        write_flat_index(tmp_path / f"ours-{metric}", x, metric=metric, dtype="float16")
+        assert (tmp_path / f"ours-{metric}").read_bytes() == (tmp_path / f"faiss-{metric}").read_bytes()
+        flat = read_flat_index(tmp_path / f"faiss-{metric}")
+        assert flat.metric == metric and flat.dtype == "float16" and flat.vectors.shape == (300, 32)
+        np.testing.assert_array_equal(np.asarray(flat.vectors, dtype=np.float32),
+                                      reference.sa_decode(reference.sa_encode(x)))
+    with FlatIndexWriter(tmp_path / "streamed", 32, dtype="float16") as writer:  # appended in parts
+        writer.add(x[:100])
+        writer.add(x[100:])
+    assert (tmp_path / "streamed").read_bytes() == (tmp_path / "ours-ip").read_bytes()
+    faiss.write_index(faiss.IndexScalarQuantizer(32, faiss.ScalarQuantizer.QT_fp16), str(tmp_path / "empty"))
+    assert len(read_flat_index(tmp_path / "empty")) == 0
+    with pytest.raises(ValueError, match="row 3 does not fit float16"):
+        write_flat_index(tmp_path / "big", np.full((5, 4), 7e4, np.float32) * (np.arange(5) > 2)[:, None],
+                         dtype="float16")
+    assert not (tmp_path / "big").exists()
+
+
+def test_other_scalar_quantizers_and_broken_fp16_files(tmp_path):
+    x = unit_vectors(50, 8)
+    sq8 = faiss.IndexScalarQuantizer(8, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    sq8.train(x)
+    sq8.add(x)
+    faiss.write_index(sq8, str(tmp_path / "sq8"))
+    with pytest.raises(UserError, match="scalar-quantizer index of type 0, not fp16"):
+        read_flat_index(tmp_path / "sq8")
+    write_flat_index(tmp_path / "fp16", x, dtype="float16")
+    (tmp_path / "cut").write_bytes((tmp_path / "fp16").read_bytes()[:-2])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        read_flat_index(tmp_path / "cut")
+
+
+def test_fp16_index_search_equals_faiss_and_the_converter(tmp_path):
+    """The converted fp16 folder: faiss (as Pyserini's FaissSearcher) and our torch search agree."""
+    from pyserini_llama.dense.convert import main as convert_main
+
+    x, q = unit_vectors(800, 32, seed=6), unit_vectors(9, 32, seed=7)
+    make_index(tmp_path / "f32", x)
+    (tmp_path / "f32" / "index_info.json").write_text('{"encoder": "e"}\n')
+    assert convert_main(["--index", str(tmp_path / "f32"), "--output", str(tmp_path / "f16"),
+                         "--rows-per-step", "300"]) == 0
+    assert (tmp_path / "f16" / "docid").read_text() == (tmp_path / "f32" / "docid").read_text()
+    assert (tmp_path / "f16" / "index_info.json").read_text() == '{"encoder": "e"}\n'
+    assert (tmp_path / "f16" / "index").stat().st_size < (tmp_path / "f32" / "index").stat().st_size * 0.51
+    with_faiss = DenseSearcher(tmp_path / "f16", backend="faiss")
+    assert isinstance(with_faiss._faiss, faiss.IndexScalarQuantizer)
+    s_f, i_f = with_faiss.search_embeddings(q, 20)
+    for memory in ("device", "host"):
+        s_t, i_t = DenseSearcher(tmp_path / "f16", backend="torch", memory=memory,
+                                 rows_per_chunk=128).search_embeddings(q, 20)
+        np.testing.assert_array_equal(i_t, i_f)
+        np.testing.assert_allclose(s_t, s_f, rtol=0, atol=1e-6)
+    with pytest.raises(UserError, match="already exists"):
+        convert_main(["--index", str(tmp_path / "f32"), "--output", str(tmp_path / "f16")])
+
+
+def test_streamed_and_sharded_searchers_equal_the_resident_one(tmp_path):
+    x, q = unit_vectors(1000, 16, seed=8), unit_vectors(30, 16, seed=9)
+    x[700:720] = x[10]  # duplicates: tied scores across a chunk boundary
+    folder = make_index(tmp_path / "idx", x)
+    resident = DenseSearcher(folder, backend="torch", rows_per_chunk=64).search_embeddings(q, 50)
+    for kwargs in (dict(memory="host"), dict(devices=["cpu", "cpu", "cpu"]), dict(memory="host", fp16=True)):
+        s, i = DenseSearcher(folder, backend="torch", rows_per_chunk=64, **kwargs).search_embeddings(q, 50)
+        if kwargs.get("fp16"):
+            assert (i[:, :5] == resident[1][:, :5]).mean() > 0.95
+            continue
+        np.testing.assert_array_equal(i, resident[1])
+        np.testing.assert_array_equal(s, resident[0])
+    with pytest.raises(UserError, match="unknown index memory"):
+        DenseSearcher(folder, backend="torch", memory="disk")
+
+
+@pytest.mark.integration
+def test_pyserini_faiss_searcher_reads_our_fp16_index(tmp_path):
+    """Pyserini's own FaissSearcher opens the fp16 index we write and ranks as our torch search does."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("pyserini")
+    from conftest import cli_env
+
+    x, q = unit_vectors(300, 16, seed=10), unit_vectors(3, 16, seed=11)
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    write_flat_index(folder / "index", x, dtype="float16")
+    write_docids(folder / "docid", [f"doc{i}" for i in range(len(x))])
+    np.save(tmp_path / "q.npy", q)
+    script = f"""
+import json, numpy as np
+from pyserini_llama.java import ensure_java
+ensure_java()
+from pyserini.search.faiss import FaissSearcher
+q = np.load({str(tmp_path / "q.npy")!r})
+class Encoder:
+    def encode(self, text):
+        return q[int(text)]
+searcher = FaissSearcher({str(folder)!r}, Encoder())
+print(json.dumps([[(h.docid, float(h.score)) for h in searcher.search(str(i), k=10)] for i in range(len(q))]))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    scores, rows = DenseSearcher(folder, backend="torch").search_embeddings(q, 10)
+    for hits, row, row_scores in zip(theirs, rows, scores):
+        assert [d for d, _ in hits] == [f"doc{i}" for i in row]
+        np.testing.assert_allclose([s for _, s in hits], row_scores, atol=1e-5)

@@ -1,14 +1,18 @@
 """Exact dense search over a Pyserini faiss index folder, with or without faiss.
 
-On a GPU (or wherever faiss is missing) the index matrix is loaded onto the device in row chunks and searched
-with a matmul + top-k per chunk, merged across chunks; ``fp16=True`` halves the memory it takes (scores then
-carry fp16 rounding). On a CPU with faiss installed, faiss searches the same file (and also reads HNSW/PQ
-indexes made by ``python -m pyserini.index.faiss``).
+On a GPU (or wherever faiss is missing) the index is searched in row chunks with a matmul + top-k per chunk
+(:mod:`.exact`): held on the device (``memory="device"``), streamed from host memory so that GPU memory stays
+at two chunks whatever the index size (``memory="host"``), and/or sharded across several GPUs (``devices``);
+all give the same hits. float16 rows (an fp16 scalar-quantiser index, or ``fp16=True`` for a float32 one)
+take half the memory and are scored against float32 queries, as faiss scores them. On a CPU with faiss
+installed, faiss searches the same file (and also reads HNSW/PQ indexes made by
+``python -m pyserini.index.faiss``).
 
 Example::
 
     searcher = DenseSearcher("indexes/scifact-repllama", RepLlamaEncoder.from_checkpoint("repllama"), "cuda")
     run = searcher.search({"q1": "what causes scurvy"}, k=1000)       # {"q1": [(docid, score), ...]}
+    big = DenseSearcher("indexes/msmarco-fp16", encoder, "cuda", memory="host")     # 72 GB index, 24 GB GPU
 """
 from __future__ import annotations
 
@@ -21,11 +25,13 @@ import numpy as np
 
 from ..data.trec import Run
 from ..errors import DataError, UserError
-from .faiss_format import FOURCC, read_docids, read_flat_index
+from .exact import (DEFAULT_QUERIES_PER_STEP, DEFAULT_ROWS_PER_CHUNK, ResidentChunks, StreamedChunks, exact_search,
+                    shard_bounds)
+from .faiss_format import read_docids, read_flat_index, readable_without_faiss
 
 PathLike = Union[str, os.PathLike]
-ROWS_PER_CHUNK = 1 << 20  # 1M rows x 4096 dims x 2 bytes = 8 GiB per chunk at most in fp16
-QUERIES_PER_STEP = 1024
+ROWS_PER_CHUNK = DEFAULT_ROWS_PER_CHUNK
+MEMORY = ("device", "host")
 
 
 class DenseSearcher:
@@ -34,16 +40,24 @@ class DenseSearcher:
     ``query_encoder`` is a :class:`~pyserini_llama.encoders.repllama.RepLlamaEncoder` (queries are encoded in
     length-sorted batches) or any object with Pyserini's ``encode(query) -> vector``; it may be ``None`` when
     only :meth:`search_embeddings` is used. ``backend``: ``auto`` (faiss on CPU when installed, else torch),
-    ``torch`` or ``faiss``.
+    ``torch`` or ``faiss``. With torch: ``memory`` ``device`` holds the index on the device(s), ``host`` streams
+    it from host memory (peak device memory: two chunks of ``rows_per_chunk`` rows plus one block of
+    ``queries_per_step`` queries' scores); ``devices`` (e.g. ``["cuda:0", "cuda:1"]``) shards it across GPUs.
     """
 
     def __init__(self, index_dir: PathLike, query_encoder=None, device: str = "cpu", fp16: bool = False,
-                 backend: str = "auto", rows_per_chunk: int = ROWS_PER_CHUNK):
+                 backend: str = "auto", rows_per_chunk: int = ROWS_PER_CHUNK, memory: str = "device",
+                 devices: Optional[List[str]] = None, queries_per_step: int = DEFAULT_QUERIES_PER_STEP):
         self.index_dir = Path(index_dir)
         if not self.index_dir.is_dir():
             raise UserError(f"{self.index_dir}: no such index folder")
+        if memory not in MEMORY:
+            raise UserError(f"unknown index memory {memory!r} (use device or host)")
+        if rows_per_chunk <= 0 or queries_per_step <= 0:
+            raise UserError("rows per chunk and queries per step must be positive")
         self.query_encoder = query_encoder
         self.device, self.fp16 = str(device), fp16
+        self.queries_per_step = queries_per_step
         self.docids = read_docids(self.index_dir / "docid")
         self.backend = self._choose_backend(backend)
         if self.backend == "faiss":
@@ -61,7 +75,7 @@ class DenseSearcher:
             if flat.metric != "ip":
                 raise UserError(f"{self.index_dir}/index: an L2 index; only inner-product indexes are searched")
             self.dimension, ntotal = flat.dimension, len(flat)
-            self._chunks = self._load_chunks(flat.vectors, rows_per_chunk)
+            self._sources = self._make_sources(flat.vectors, devices or [self.device], rows_per_chunk, memory)
         encoder_dimension = getattr(query_encoder, "dimension", None)
         if encoder_dimension is not None and encoder_dimension != self.dimension:
             raise UserError(f"{self.index_dir}: the index holds {self.dimension}-dimensional vectors but the query "
@@ -74,8 +88,7 @@ class DenseSearcher:
         if backend not in ("auto", "torch", "faiss"):
             raise UserError(f"unknown search backend {backend!r} (use auto, torch or faiss)")
         has_faiss = importlib.util.find_spec("faiss") is not None
-        with open(self.index_dir / "index", "rb") as f:
-            flat = f.read(4) in FOURCC.values()
+        flat = (self.index_dir / "index").is_file() and readable_without_faiss(self.index_dir / "index")
         if backend == "faiss" or (backend == "auto" and (not flat or
                                                          (self.device == "cpu" and not self.fp16))):
             if not has_faiss:
@@ -85,12 +98,14 @@ class DenseSearcher:
             return "faiss"
         return "torch"
 
-    def _load_chunks(self, vectors: np.ndarray, rows_per_chunk: int):
+    def _make_sources(self, vectors: np.ndarray, devices: List[str], rows_per_chunk: int, memory: str):
+        """One chunk source per device, each a contiguous run of whole chunks (the same grid for any split)."""
         import torch
 
-        dtype = torch.float16 if self.fp16 else torch.float32
-        return [torch.from_numpy(np.array(vectors[s:s + rows_per_chunk], dtype=np.float32)).to(self.device, dtype)
-                for s in range(0, len(vectors), rows_per_chunk)]
+        dtype = torch.float16 if self.fp16 else None  # None: the file's own (float32, or float16 rows)
+        kind = ResidentChunks if memory == "device" else StreamedChunks
+        return [kind(vectors, device, rows_per_chunk, first, last, dtype)
+                for device, (first, last) in zip(devices, shard_bounds(len(vectors), rows_per_chunk, len(devices)))]
 
     def encode_queries(self, queries: List[str]) -> np.ndarray:
         if self.query_encoder is None:
@@ -120,30 +135,4 @@ class DenseSearcher:
         if self.backend == "faiss":
             scores, indices = self._faiss.search(q_emb, k)
             return scores, indices
-        import torch
-
-        out_s, out_i = [], []
-        with torch.inference_mode():
-            for start in range(0, len(q_emb), QUERIES_PER_STEP):
-                q = torch.from_numpy(q_emb[start:start + QUERIES_PER_STEP]).to(self.device, self._chunks[0].dtype)
-                best_s, best_i = self._topk(q, k)
-                out_s.append(best_s.float().cpu().numpy())
-                out_i.append(best_i.cpu().numpy())
-        return np.concatenate(out_s), np.concatenate(out_i)
-
-    def _topk(self, q, k: int):
-        import torch
-
-        best_s: Optional[torch.Tensor] = None
-        best_i: Optional[torch.Tensor] = None
-        offset = 0
-        for chunk in self._chunks:
-            s, i = torch.topk(q @ chunk.T, min(k, len(chunk)), dim=1)
-            i = i + offset
-            offset += len(chunk)
-            if best_s is not None:  # keep the running best k across chunks
-                merged = torch.cat([best_s, s], 1)
-                s, pick = torch.topk(merged, min(k, merged.shape[1]), dim=1)
-                i = torch.gather(torch.cat([best_i, i], 1), 1, pick)
-            best_s, best_i = s, i
-        return best_s, best_i
+        return exact_search(q_emb, self._sources, k, self.queries_per_step)

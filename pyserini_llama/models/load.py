@@ -27,7 +27,7 @@ from typing import Any, Optional, Tuple
 from ..data.jsonl import read_json_object
 from ..errors import DataError, UserError
 from ..fingerprint import fingerprint, folder_fingerprint
-from ..runtime import resolve_dtype, torch_dtype
+from ..runtime import FP8, dtype_name, resolve_dtype, torch_dtype
 from .config import CheckpointConfig
 from .hub import resolve_model_path
 from .presets import BUILTIN, PACKAGED_DIR, find_builtin
@@ -153,9 +153,10 @@ def load_checkpoint(name_or_path: str, task: str = "embedding", device: str = "c
     """Load ``name_or_path`` for ``task`` (``embedding``, ``sequence-classification`` or ``causal-lm``).
 
     For inference the model is in eval mode in ``dtype`` (default: the checkpoint's on a GPU, float32 on a
-    CPU), with PyTorch's fused attention. With ``training`` the weights are in ``dtype`` as given (float32
-    master weights for full fine-tuning, the compute dtype for a frozen LoRA base), the KV cache is off and
-    gradient checkpointing is on when asked for.
+    CPU), with PyTorch's fused attention; ``fp8`` loads bfloat16 and quantises the decoder layers' matmuls
+    (:mod:`.fp8`), and the identity says so (cached bf16 and fp8 outputs are kept apart). With ``training`` the
+    weights are in ``dtype`` as given (float32 master weights for full fine-tuning, the compute dtype for a
+    frozen LoRA base), the KV cache is off and gradient checkpointing is on when asked for.
     """
     import torch
 
@@ -188,7 +189,13 @@ def load_checkpoint(name_or_path: str, task: str = "embedding", device: str = "c
         model.to(torch.device(device)).train()
     else:
         model.to(device).eval()
-    return LoadedCheckpoint(model, tokenizer, config, folder, checkpoint_identity(folder, config))
+    identity = checkpoint_identity(folder, config)
+    if not training and dtype_name(dtype, device, config.dtype) == FP8:
+        from .fp8 import RECIPE, quantize_model
+
+        quantize_model(model)
+        identity = fingerprint({"model": identity, "fp8": RECIPE})
+    return LoadedCheckpoint(model, tokenizer, config, folder, identity)
 
 
 def _from_pretrained(task: str, folder: Path, kwargs: dict, trust_remote_code: bool, quiet: bool):
