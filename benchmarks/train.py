@@ -81,7 +81,7 @@ def bench(name: str, model, device: str, autocast: bool, batch: int, group: int,
     from pyserini_llama.train.arguments import TrainingArguments
     from pyserini_llama.train.distributed import DistInfo
     from pyserini_llama.train.loop import Trainer
-    from pyserini_llama.train.repllama import RepLlamaTrainModel
+    from pyserini_llama.train.losses.contrastive import RepLlamaTrainModel
 
     module = RepLlamaTrainModel(model, None, CheckpointConfig(), temperature=0.01, device=device)
     args = TrainingArguments(output="unused", warmup_steps=0, progress=False)
