@@ -67,3 +67,97 @@ def test_compare_loss_curves_judges_against_the_seed_noise(tmp_path, offset, wit
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "o.json").read_text())
     assert report["within_noise"] is within and report["speedup"] == 2.0
+
+
+# --- the reproduction script, end to end on tiny models (no Java: the CPU part's outputs are made here) --------
+
+def _toy_collection(root: Path, name: str, n_docs: int, splits: dict, seed: int, gz: bool = False) -> Path:
+    """A BEIR folder of random-word documents; query i repeats words of document i, judged in its split."""
+    import gzip
+    import random
+
+    from pyserini_llama.testing import WORDS
+
+    rng, vocab = random.Random(seed), WORDS.split()
+    folder = root / name
+    (folder / "qrels").mkdir(parents=True)
+    docs = [rng.sample(vocab, 10) for _ in range(n_docs)]
+    corpus = "".join(json.dumps({"_id": f"{name[:3]}{i}", "title": "", "text": " ".join(d)}) + "\n"
+                     for i, d in enumerate(docs))
+    queries = "".join(json.dumps({"_id": f"q{i}", "text": " ".join(d[:4])}) + "\n" for i, d in enumerate(docs))
+    for file, text in (("corpus.jsonl", corpus), ("queries.jsonl", queries)):
+        if gz:
+            (folder / f"{file}.gz").write_bytes(gzip.compress(text.encode()))
+        else:
+            (folder / file).write_text(text)
+    for split, ids in splits.items():
+        (folder / "qrels" / f"{split}.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{name[:3]}{i}\t1\n" for i in ids))
+    return folder
+
+
+def _overlap_run(folder: Path, split: str, hits: int) -> dict:
+    """A stand-in for BM25 (which needs Java): documents ranked by words shared with the query."""
+    from pyserini_llama.data.beir import BeirFolder
+
+    beir = BeirFolder(folder)
+    docs = {d: set(doc.text.split()) for d, doc in beir.corpus().items()}
+    return {q: sorted(((d, float(len(set(text.split()) & words) + 1 / (1 + k))) for k, (d, words) in
+                       enumerate(docs.items())), key=lambda h: -h[1])[:hits] for q, text in beir.queries(split).items()}
+
+
+@pytest.mark.slow
+def test_reproduce_small_gpu_part_smoke_run(tmp_path, tiny_llama):
+    """Every step of scripts/reproduce_small.sh gpu on tiny models on a CPU: trainers chained through checkpoints,
+    dense negatives, the development choice, the test evaluation, the timings."""
+    import gzip
+
+    from pyserini_llama.data.trec import write_run
+    from pyserini_llama.mine_negatives import mine_negatives, write_negatives
+    from conftest import cli_env
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    scifact = _toy_collection(data, "beir-scifact", 60, {"train": range(40), "test": range(40, 50)}, seed=1)
+    cranfield = _toy_collection(data, "cranfield", 20, {"test": range(10)}, seed=2)
+    debian = _toy_collection(data, "debian-descriptions", 40, {"train": range(30), "dev": range(30, 36)}, seed=3,
+                             gz=True)
+    from dev_split import main as dev_split
+
+    assert dev_split(["--collection", str(scifact), "--output", str(work / "beir-scifact-dev")]) == 0
+    carry = work / "carry"
+    (carry / "bm25").mkdir(parents=True)
+    for folder, split, out, name in ((work / "beir-scifact-dev", "train-fit", "scifact", None),
+                                     (debian, "train", "debian", None)):
+        from pyserini_llama.data.beir import BeirFolder
+
+        write_negatives(mine_negatives(_overlap_run(folder, split, 20), BeirFolder(folder).qrels(split), 20, 8),
+                        str(carry / f"{out}.bm25.negatives.jsonl.gz"))
+    for folder, split, name in ((scifact, "test", "beir-scifact"), (cranfield, "test", "cranfield"),
+                                (work / "beir-scifact-dev", "train-dev", "beir-scifact-dev"),
+                                (debian, "dev", "debian-descriptions")):
+        path = carry / "bm25" / f"{name}.{split}.bm25.trec"
+        write_run(_overlap_run(folder, split, 30), path, tag="bm25")
+        (path.parent / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    (carry / "bm25" / ".complete").touch()
+
+    env = cli_env(SMOKE="1", BASE=str(tiny_llama), DATA_DIR=str(data), WORK=str(work), RESULTS=str(tmp_path / "results"),
+                  PYTHON=sys.executable, PARALLEL="1")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "reproduce_small.sh"), "gpu"], capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = tmp_path / "results"
+    test = json.loads((results / "evaluate_small.json").read_text())
+    assert set(test) == {"beir-scifact", "cranfield", "_meta"} and test["_meta"]["splits"]["beir-scifact"] == "test"
+    assert {"bm25", "repllama-scifact", "repllama-llara-scifact", "bm25+repllama-scifact (rrf)",
+            "rankllama-smollm2 (reranks rrf top-5)"} <= set(test["beir-scifact"])
+    choice = json.loads((results / "dev_choice.json").read_text())
+    assert choice["split"] == "beir-scifact-dev" and choice["reranker"] in ("rankllama-scifact", "rankllama-debian")
+    ckpt = work / "checkpoints"
+    chain = json.loads((ckpt / "rankllama-scifact" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert chain == str(ckpt / "rankllama-debian")  # each stage starts from the one before
+    timings = json.loads((results / "reproduce_timings.json").read_text())
+    assert {s["step"] for s in timings["steps"]} >= {"g1-repllama-debian", "g2-llara-adaptation", "g9-test"}
+    rerun = subprocess.run(["bash", str(REPO / "scripts" / "reproduce_small.sh"), "gpu"], capture_output=True,
+                           text=True, cwd=REPO, env=env, timeout=300)
+    assert rerun.returncode == 0 and "g1-repllama-debian: done" in rerun.stderr  # finished steps are skipped
