@@ -412,3 +412,17 @@ def test_training_continues_from_a_trained_checkpoint(base_embedding, beir, tmp_
 
     scores = RankLlamaReranker.from_checkpoint(str(tmp_path / "rank")).score("protein", [("", "cell"), ("", "x")])
     assert np.isfinite(scores).all()
+
+    # One adapter for shipping: the chain flattened (exactly: rank 32 + 32), or approximated at rank 32.
+    from pyserini_llama.train.flatten import flatten
+
+    for name, task in (("fine", "embedding"), ("rank", "sequence-classification")):
+        chained = load_checkpoint(str(tmp_path / name), task=task).model.state_dict()
+        report = flatten(tmp_path / name, tmp_path / f"{name}-flat")
+        assert report["rank"] == 64 and report["base_model"] == str(base_embedding) and report["exact"]
+        flat = load_checkpoint(str(tmp_path / f"{name}-flat"), task=task)
+        assert flat.config.base_model == str(base_embedding)
+        got = flat.model.state_dict()
+        assert all(torch.allclose(got[k], v, atol=1e-5) for k, v in chained.items()), name
+    approx = flatten(tmp_path / "fine", tmp_path / "fine-r8", rank=8)
+    assert approx["rank"] == 8 and not approx["exact"] and 0 < approx["max_relative_error"] < 1
