@@ -158,6 +158,36 @@ def test_reproduce_small_gpu_part_smoke_run(tmp_path, tiny_llama):
     assert chain == str(ckpt / "rankllama-debian")  # each stage starts from the one before
     timings = json.loads((results / "reproduce_timings.json").read_text())
     assert {s["step"] for s in timings["steps"]} >= {"g1-repllama-debian", "g2-llara-adaptation", "g9-test"}
+    from collect_results import collect
+
+    collect(results, tmp_path / "rendered")
+    rendered = json.loads((tmp_path / "rendered" / "small-scale.json").read_text())
+    assert sum("(full pipeline)" in s for s in rendered["beir-scifact"]) == 1  # the dev split's choice, marked
     rerun = subprocess.run(["bash", str(REPO / "scripts" / "reproduce_small.sh"), "gpu"], capture_output=True,
                            text=True, cwd=REPO, env=env, timeout=300)
     assert rerun.returncode == 0 and "g1-repllama-debian: done" in rerun.stderr  # finished steps are skipped
+
+
+def test_evaluate_small_reads_bm25_runs_made_elsewhere(beir_folder, tmp_path):
+    """Without Java: the BM25 stage comes from a run file (gzipped here), restricted to the evaluated split."""
+    import gzip
+
+    from pyserini_llama.eval import evaluate
+
+    runs = tmp_path / "bm25"
+    runs.mkdir()
+    lines = "q3 Q0 d3 1 9 bm25\nq3 Q0 d1 2 8 bm25\nq4 Q0 d1 1 9 bm25\nq4 Q0 d4 2 8 bm25\nq1 Q0 d1 1 9 bm25\n"
+    (runs / "toy.test.bm25.trec.gz").write_bytes(gzip.compress(lines.encode()))
+    out = tmp_path / "eval.json"
+    result = _run("evaluate_small.py", "--data-dir", str(beir_folder.parent), "--collections", "toy:test",
+                  "--bm25-runs", str(runs), "--runs", str(tmp_path / "work"), "--device", "cpu", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    table = json.loads(out.read_text())
+    run = {"q3": [("d3", 9.0), ("d1", 8.0)], "q4": [("d1", 9.0), ("d4", 8.0)]}
+    qrels = {"q3": {"d3": 1}, "q4": {"d4": 1, "d6": 0}}
+    want = evaluate(run, qrels, ("nDCG@10", "R@100", "MRR@10"))
+    assert table["toy"]["bm25"] == {m: round(v, 4) for m, v in want.items()}
+    assert table["_meta"]["splits"] == {"toy": "test"}
+    again = _run("evaluate_small.py", "--data-dir", str(beir_folder.parent), "--collections", "toy:train",
+                 "--bm25-runs", str(runs), "--runs", str(tmp_path / "work"), "--device", "cpu", "--output", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr  # results are replaced only on --overwrite
