@@ -9,7 +9,8 @@
 #   c2. BM25 negatives, SciFact train-fit queries (top 200, 30 per query)        -> $CARRY/scifact.bm25.negatives
 #   c3. BM25 negatives, $DEBIAN_QUERIES Debian train queries (the trainers' --max-queries subsample), near
 #       duplicates of the positive excluded (mine_negatives --exclude-near-duplicates) -> $CARRY/debian.bm25.*
-#   c4. BM25 runs for evaluation: SciFact test, Cranfield test, SciFact train-dev, Debian dev -> $CARRY/bm25/
+#   c4. BM25 runs for evaluation (no judgment read): SciFact test, Cranfield test, SciFact train-dev, Debian dev
+#       -> $CARRY/bm25/
 # GPU part (each step timed; skipped when its output exists; trainers resume, so rerunning continues):
 #   g1. RepLLaMA on Debian (weak supervision, BM25 negatives)                     -> $CKPT/repllama-debian
 #   g2. LLaRA adaptation of the base model on corpus text only: Debian + SciFact + Cranfield corpora
@@ -122,13 +123,22 @@ if [ "$PART" = cpu ]; then
     "${mine[@]}" --collection "$DEV" --split train-fit --output "$CARRY/scifact.bm25.negatives.jsonl.gz"
   step "c3 BM25 negatives, Debian train ($DEBIAN_QUERIES queries)" "$CARRY/debian.bm25.negatives.jsonl.gz" \
     "${mine[@]}" --collection "$DATA/debian-descriptions" --split train --max-queries "$DEBIAN_QUERIES" \
-    --exclude-near-duplicates --stats "$CARRY/debian.bm25.mining.json" \
+    --exclude-near-duplicates --stats "$RESULTS/debian.bm25.mining.json" \
     --output "$CARRY/debian.bm25.negatives.jsonl.gz"
-  bm25_run() {  # folder split hits name: a gzipped run under $CARRY/bm25
+  bm25_run() {  # folder split hits name: a gzipped BM25 run under $CARRY/bm25 (no judgment is read here)
     local out=$CARRY/bm25/$4.$2.bm25.trec
     [ -f "$out.gz" ] && return
-    [ -f "$out" ] || "$PY" -m pyserini_llama.bm25 --collection "$1" --split "$2" --hits "$3" \
-      --index "$WORK/lucene-$(basename "$1")" --output "$out"
+    "$PY" - "$1" "$2" "$3" "$out" "$WORK/bm25" <<'PYTHON'
+import sys
+from pathlib import Path
+from pyserini_llama import stages
+from pyserini_llama.data.beir import BeirFolder
+from pyserini_llama.data.trec import write_run
+folder, split, hits, out, work = BeirFolder(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+stage = stages.bm25_stage(stages.StageCache(Path(work)), folder.corpus_path, folder.queries(split), k=hits)
+write_run(stage.run, out, tag="bm25")
+print(f"{out}: {len(stage.run)} queries, {stage.seconds:.0f}s", file=sys.stderr)
+PYTHON
     gzip -9 -n "$out"
   }
   bm25_runs() {
