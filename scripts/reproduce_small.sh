@@ -24,6 +24,9 @@
 #   g8. development: SciFact train-dev (held-out train queries) for every model; scripts/choose_on_dev.py picks
 #       the packaged reranker and whether the full pipeline fuses it with its input; Debian dev (dense models)
 #   g9. test, read once: SciFact test and Cranfield (zero-shot) -> $RESULTS/evaluate_small.json
+# Results land in $RESULTS (default $WORK/results, not results/raw: a step is skipped when its output exists, and
+# results/raw holds the committed files of an earlier run); copy them to results/raw/ and run
+# scripts/collect_results.py.
 # With PARALLEL=1 the independent trainers of a phase share the GPU (g1+g2, then g4+g5+g6a, then g6b+g7): a
 # 135M model leaves most of an H200 idle, and one process compiles while another computes. Step times go to
 # $WORK/timings.tsv and $RESULTS/reproduce_timings.json.
@@ -41,7 +44,7 @@ DATA=${DATA_DIR:-../shared/ir}
 WORK=${WORK:-runs/reproduce}
 CARRY=${CARRY:-$WORK/carry}
 CKPT=${CKPT:-$WORK/checkpoints}
-RESULTS=${RESULTS:-results/raw}
+RESULTS=${RESULTS:-$WORK/results}  # copy to results/raw/ and run scripts/collect_results.py
 BASE=${BASE:-smollm2-135m}
 SMOKE=${SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then  # a CPU run of every step on a tiny model: the script's logic, not its numbers
