@@ -165,7 +165,8 @@ def test_reproduce_small_gpu_part_smoke_run(tmp_path, tiny_llama):
     assert sum("(full pipeline)" in s for s in rendered["beir-scifact"]) == 1  # the dev split's choice, marked
     rerun = subprocess.run(["bash", str(REPO / "scripts" / "reproduce_small.sh"), "gpu"], capture_output=True,
                            text=True, cwd=REPO, env=env, timeout=300)
-    assert rerun.returncode == 0 and "g1-repllama-debian: done" in rerun.stderr  # finished steps are skipped
+    assert rerun.returncode == 0 and "g3-dense-negatives-scifact: done" in rerun.stderr  # finished steps skipped
+    assert "g1-repllama-debian: done" in (work / "g1-repllama-debian.log").read_text()  # (PARALLEL=1: in its log)
 
 
 def test_evaluate_small_reads_bm25_runs_made_elsewhere(beir_folder, tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -124,7 +125,6 @@ def flatten(checkpoint: Path, output: Path, rank: Optional[int] = None, overwrit
         for name in TOKENIZER_FILES:
             if (chain[0] / name).exists():
                 shutil.copy2(chain[0] / name, tmp / name)
-        from dataclasses import replace
         replace(checkpoint_config, base_model=root).save(tmp)
         if (chain[0] / "trainer_state.json").exists():
             shutil.copy2(chain[0] / "trainer_state.json", tmp / "trainer_state.json")
