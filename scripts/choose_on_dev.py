@@ -10,15 +10,21 @@ best by ``--metric``, copies that reranker's checkpoint folder to ``CHECKPOINTS/
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyserini_llama import cli  # noqa: E402
+from pyserini_llama.data.atomic import atomic_write  # noqa: E402
+from pyserini_llama.errors import UserError  # noqa: E402
+from pyserini_llama.paths import remove_tree  # noqa: E402
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.parser("python scripts/choose_on_dev.py", __doc__)
     parser.add_argument("--dev", required=True, help="evaluate_small.py JSON of the development split")
     parser.add_argument("--collection", required=True)
     parser.add_argument("--rerankers", nargs="+", required=True)
@@ -27,7 +33,10 @@ def main(argv=None) -> int:
     parser.add_argument("--metric", default="nDCG@10")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    table = json.loads(Path(args.dev).read_text())[args.collection]
+    results = json.loads(Path(args.dev).read_text())
+    if args.collection not in results:
+        raise UserError(f"{args.dev}: no results for {args.collection!r} (have: {', '.join(results)})")
+    table = results[args.collection]
     candidates = {}
     for name in args.rerankers:
         for system, pipeline in table.items():
@@ -36,22 +45,21 @@ def main(argv=None) -> int:
             elif system.startswith(f"rrf({name},"):
                 candidates[system] = (name, "rerank+rrf")
     if not candidates:
-        print(f"error: no pipeline of {args.rerankers} in {args.dev}", file=sys.stderr)
-        return 2
+        raise UserError(f"{args.dev}: no pipeline of {', '.join(args.rerankers)} for {args.collection}")
     best = max(candidates, key=lambda s: (table[s][args.metric], -list(candidates).index(s)))
     reranker, pipeline = candidates[best]
     target = Path(args.checkpoints) / args.link
     if target.exists():
-        shutil.rmtree(target)
+        remove_tree(target, Path(args.checkpoints))
     shutil.copytree(Path(args.checkpoints) / reranker, target)
     choice = {"metric": args.metric, "split": args.collection, "reranker": reranker, "pipeline": pipeline,
               "system": best, "dev": {s: table[s][args.metric] for s in candidates}}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(choice, indent=2) + "\n")
+    with atomic_write(args.output) as f:
+        f.write(json.dumps(choice, indent=2) + "\n")
     print(f"chosen on {args.collection}: {best} ({args.metric} {table[best][args.metric]:.4f}); "
           f"{reranker} copied to {target}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_cli(main)

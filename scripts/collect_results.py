@@ -1,15 +1,18 @@
-"""Merge the raw result files in results/raw/ into results/small-scale.json and render results/README.md.
+"""Merge the raw result files of scripts/reproduce_small.sh into results/small-scale.json and render results/README.md.
 
-Each raw file is the output of a script run on the GPU machine (their ``_meta``/``command`` fields say which):
-``evaluate_small.json`` and ``dev_small.json`` (scripts/evaluate_small.py on SciFact test + Cranfield, and on the
-held-out train queries, via scripts/train_small.sh), ``*.lora-vs-full.json`` (the same script's first run, which
-also trained the full fine-tuning arm), ``llara_ablation.json`` (scripts/llara_ablation.sh).
+Reads ``results/raw/``: ``evaluate_small.json`` (SciFact test and Cranfield, read once at the end),
+``dev_small.json`` (SciFact train-dev: held-out train queries), ``debian_dev.json`` (Debian dev),
+``dev_choice.json`` (what the development split chose), ``reproduce_timings.json`` (seconds per step) and
+``debian.*.mining.json`` (near duplicates dropped while mining). Systems get names a reader understands; the
+full pipeline (the reranker alone or fused with its input, as chosen on the development split) is marked.
 
     python scripts/collect_results.py
 """
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from pathlib import Path
 
 from render_results import render
@@ -17,50 +20,70 @@ from render_results import render
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "results" / "raw"
 KEEP = ("nDCG@10", "R@100", "MRR@10")
-DEV = "beir-scifact train-dev (75 held-out train queries)"
-# the first full run of scripts/train_small.sh trained both round-2 arms (LoRA and full) with one recipe
-FULL_VS_LORA = {"repllama-smollm2": "round 2, LoRA (LoRA-vs-full run)",
-                "repllama-smollm2-full": "round 2, full fine-tuning (LoRA-vs-full run)"}
-SAME_AS_PACKAGED = "rankllama-pseudo"  # chosen on dev and copied to rankllama-smollm2: same rows
+DENSE = {"repllama-scifact": "RepLLaMA (Debian -> SciFact)",
+         "repllama-debian": "RepLLaMA (Debian only)",
+         "repllama-llara-scifact": "RepLLaMA (LLaRA-adapted -> Debian -> SciFact)",
+         "repllama-llara-debian": "RepLLaMA (LLaRA-adapted -> Debian)"}
+RERANKERS = {"rankllama-smollm2": "RankLLaMA", "rankllama-scifact": "RankLLaMA (Debian -> SciFact)",
+             "rankllama-debian": "RankLLaMA (Debian only)"}
 
 
-def pick(metrics: dict) -> dict:
-    return {m: round(metrics[m], 4) for m in KEEP if m in metrics}
+def readable(system: str, chosen: str = "") -> str:
+    """``bm25+repllama-scifact (rrf)`` -> ``hybrid: BM25 + RepLLaMA (Debian -> SciFact), RRF``, and so on."""
+    if system == "bm25":
+        return "BM25"
+    if system in DENSE:
+        return DENSE[system]
+    if m := re.fullmatch(r"bm25\+(.+) \(rrf\)", system):
+        return f"hybrid: BM25 + {DENSE.get(m.group(1), m.group(1))}, RRF"
+    if m := re.fullmatch(r"(.+) \(reranks rrf top-(\d+)\)", system):
+        name = f"{RERANKERS.get(m.group(1), m.group(1))} reranking the hybrid's top {m.group(2)}"
+        return name + (" (full pipeline)" if system == chosen else "")
+    if m := re.fullmatch(r"rrf\(([^,]+), .+\)", system):
+        name = f"{RERANKERS.get(m.group(1), m.group(1))} fused with the hybrid, RRF"
+        return name + (" (full pipeline)" if chosen and chosen.startswith(f"rrf({m.group(1)},") else "")
+    return system
 
 
-def main() -> None:
-    out: dict = {}
-    main_eval = json.loads((RAW / "evaluate_small.json").read_text())
-    for collection, systems in main_eval.items():
-        if collection.startswith("_"):
-            continue
-        for system, metrics in systems.items():
-            if SAME_AS_PACKAGED not in system:
-                out.setdefault(collection, {})[system] = pick(metrics)
-    for path, collection_name in (("evaluate_small.lora-vs-full.json", None),
-                                  ("dev_small.lora-vs-full.json", DEV)):
-        for collection, systems in json.loads((RAW / path).read_text()).items():
-            for system, metrics in systems.items() if not collection.startswith("_") else ():
-                if system in FULL_VS_LORA:
-                    out.setdefault(collection_name or collection, {})[FULL_VS_LORA[system]] = pick(metrics)
-    for collection, systems in json.loads((RAW / "dev_small.json").read_text()).items():
-        for system, metrics in systems.items() if not collection.startswith("_") else ():
-            if system == "repllama-r1":  # round 1 trained on all train queries, these included
-                system = "repllama-r1 (trained on these queries: not a held-out score)"
-            out.setdefault(DEV, {})[system] = pick(metrics)
-    ablation = json.loads((RAW / "llara_ablation.json").read_text())
-    names = {"base": "ablation: repllama from smollm2 (120 steps)",
-             "adapted": "ablation: llara-adapted smollm2 + same repllama fine-tune"}
-    for key, runs in ablation["results"].items():
-        collection, variant = key.rsplit("-", 1)
-        out[collection][names[variant]] = pick(next(iter(runs.values())))
-    out["_meta"] = {"evaluate_small": main_eval.get("_meta", {}),
-                    "dev_choice": json.loads((RAW / "dev_choice.json").read_text()),
-                    "llara_adaptation": ablation.get("adaptation", {})}
-    (ROOT / "results" / "small-scale.json").write_text(json.dumps(out, indent=2) + "\n")
-    (ROOT / "results" / "README.md").write_text(render(out, notes=(ROOT / "results" / "NOTES.md").read_text()
-                                                         if (ROOT / "results" / "NOTES.md").exists() else ""))
-    print("wrote results/small-scale.json and results/README.md")
+def table(path: Path, label=lambda collection: collection, chosen: str = "") -> dict:
+    out = {}
+    for collection, systems in json.loads(path.read_text()).items():
+        if not collection.startswith("_"):
+            out[label(collection)] = {readable(s, chosen): {m: round(v[m], 4) for m in KEEP if m in v}
+                                      for s, v in systems.items()}
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", type=Path, default=RAW, help="folder of raw result files (default: results/raw)")
+    parser.add_argument("--results", type=Path, default=ROOT / "results",
+                        help="folder for small-scale.json and README.md (default: results)")
+    args = parser.parse_args(argv)
+    collect(args.raw, args.results)
+
+
+def collect(raw: Path, results: Path) -> None:
+    choice = json.loads((raw / "dev_choice.json").read_text()) if (raw / "dev_choice.json").exists() else {}
+    # the chosen pipeline, named as the test run names it (the chosen reranker is copied to rankllama-smollm2)
+    chosen = re.sub(r"^(rrf\()?[^ ,(]+", lambda m: (m.group(1) or "") + "rankllama-smollm2", choice.get("system", ""))
+    out = table(raw / "evaluate_small.json", chosen=chosen)
+    dev_names = {"beir-scifact-dev": "beir-scifact train-dev (held-out train queries)",
+                 "debian-descriptions": "debian-descriptions dev"}
+    for name in ("dev_small.json", "debian_dev.json"):
+        if (raw / name).exists():
+            out.update(table(raw / name, lambda c: dev_names.get(c, c)))
+    meta = {"evaluate_small": json.loads((raw / "evaluate_small.json").read_text()).get("_meta", {}),
+            "dev_choice": choice}
+    for path in [raw / "reproduce_timings.json", *sorted(raw.glob("debian.*.mining.json"))]:
+        if path.exists():
+            meta[path.stem] = json.loads(path.read_text())
+    out["_meta"] = meta
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "small-scale.json").write_text(json.dumps(out, indent=2) + "\n")
+    notes = results / "NOTES.md"
+    (results / "README.md").write_text(render(out, notes=notes.read_text() if notes.exists() else ""))
+    print(f"wrote {results / 'small-scale.json'} and {results / 'README.md'}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# How the packaged SmolLM2 checkpoints were made (SciFact only). The weak-supervision recipe
+# (Debian descriptions, then SciFact; LLaRA adaptation) is scripts/reproduce_small.sh.
+#
 # Reproduce the small-scale checkpoints: RepLLaMA and RankLLaMA trained from SmolLM2-135M on SciFact *train*.
 #
 #   1. (CPU, needs pyserini + Java) BM25 top-200 for the train queries (and test) -> $RUNS/bm25.train.trec
@@ -155,7 +158,7 @@ evaluate() {  # split output data-dir rerankers collections...
   # shellcheck disable=SC2086  # rerankers is a list of NAME=CHECKPOINT words
   "$PY" scripts/evaluate_small.py --data-dir "$data" --collections "$@" --split "$split" --bm25-runs "$RUNS" \
     --dense repllama-smollm2="$CKPT/repllama-smollm2" $DENSE_EXTRA --rerankers $rerankers \
-    --runs "$RUNS/eval-$split" --embeddings "$RUNS/embeddings" --output "$output"
+    --runs "$RUNS/eval" --output "$output" --overwrite
 }
 DENSE_EXTRA="repllama-r1=$CKPT/repllama-r1"
 [ -f "$CKPT/repllama-smollm2-full/pyserini_llama.json" ] && DENSE_EXTRA+=" repllama-smollm2-full=$CKPT/repllama-smollm2-full"

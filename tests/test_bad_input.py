@@ -381,7 +381,7 @@ CASES = [
 
     # train: python -m pyserini_llama.train.repllama / .rankllama / .llara
     Case("train-repllama-zero-batch-size", "pyserini_llama.train.repllama",
-         train_argv(["--batch-size", "0"]), r"--batch-size must be at least 1, got 0", out("ckpt"),
+         train_argv(["--batch-size", "0"]), r"argument --batch-size: must be at least 1, got 0", out("ckpt"),
          subprocess=True),
     Case("train-repllama-on-test-split", "pyserini_llama.train.repllama", train_argv(["--split", "test"]),
          r"refusing to train on split 'test'", out("ckpt")),
@@ -397,7 +397,7 @@ CASES = [
     Case("train-repllama-output-exists", "pyserini_llama.train.repllama", train_argv(),
          r"ckpt already holds a trained model; pass --overwrite", existing=finished_model),
     Case("train-rankllama-negative-batch-size", "pyserini_llama.train.rankllama",
-         train_argv(["--batch-size=-2"]), r"--batch-size must be at least 1, got -2", out("ckpt")),
+         train_argv(["--batch-size=-2"]), r"argument --batch-size: must be at least 1, got -2", out("ckpt")),
     Case("train-llara-broken-corpus", "pyserini_llama.train.llara",
          lambda w, tmp: ["--model", str(w.model), "--corpus",
                          str(lines(tmp / "c.jsonl", doc(1), "not json at all")),

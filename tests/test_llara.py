@@ -8,8 +8,8 @@ import torch
 
 from pyserini_llama.encoders.llara import LlaraEncoder, add_prompt_tokens
 from pyserini_llama.models.presets import PROMPT_FORMATS
-from pyserini_llama.train.llara_data import (LlaraCollator, PretrainExample, attention_and_positions,
-                                             document_examples, remove_stop_words, split_sentences)
+from pyserini_llama.train.collator import LlaraCollator, attention_and_positions
+from pyserini_llama.train.llara_data import PretrainExample, document_examples, remove_stop_words, split_sentences
 
 TEXTS = ["the cell and gene expression in mice.", "heat transfer in the boundary layer of a wing",
          "shock"]

@@ -67,3 +67,128 @@ def test_compare_loss_curves_judges_against_the_seed_noise(tmp_path, offset, wit
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "o.json").read_text())
     assert report["within_noise"] is within and report["speedup"] == 2.0
+
+
+# --- the reproduction script, end to end on tiny models (no Java: the CPU part's outputs are made here) --------
+
+def _toy_collection(root: Path, name: str, n_docs: int, splits: dict, seed: int, gz: bool = False) -> Path:
+    """A BEIR folder of random-word documents; query i repeats words of document i, judged in its split."""
+    import gzip
+    import random
+
+    from pyserini_llama.testing import WORDS
+
+    rng, vocab = random.Random(seed), WORDS.split()
+    folder = root / name
+    (folder / "qrels").mkdir(parents=True)
+    docs = [rng.sample(vocab, 10) for _ in range(n_docs)]
+    corpus = "".join(json.dumps({"_id": f"{name[:3]}{i}", "title": "", "text": " ".join(d)}) + "\n"
+                     for i, d in enumerate(docs))
+    queries = "".join(json.dumps({"_id": f"q{i}", "text": " ".join(d[:4])}) + "\n" for i, d in enumerate(docs))
+    for file, text in (("corpus.jsonl", corpus), ("queries.jsonl", queries)):
+        if gz:
+            (folder / f"{file}.gz").write_bytes(gzip.compress(text.encode()))
+        else:
+            (folder / file).write_text(text)
+    for split, ids in splits.items():
+        (folder / "qrels" / f"{split}.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{name[:3]}{i}\t1\n" for i in ids))
+    return folder
+
+
+def _overlap_run(folder: Path, split: str, hits: int) -> dict:
+    """A stand-in for BM25 (which needs Java): documents ranked by words shared with the query."""
+    from pyserini_llama.data.beir import BeirFolder
+
+    beir = BeirFolder(folder)
+    docs = {d: set(doc.text.split()) for d, doc in beir.corpus().items()}
+    return {q: sorted(((d, float(len(set(text.split()) & words) + 1 / (1 + k))) for k, (d, words) in
+                       enumerate(docs.items())), key=lambda h: -h[1])[:hits] for q, text in beir.queries(split).items()}
+
+
+@pytest.mark.slow
+def test_reproduce_small_gpu_part_smoke_run(tmp_path, tiny_llama):
+    """Every step of scripts/reproduce_small.sh gpu on tiny models on a CPU: trainers chained through checkpoints,
+    dense negatives, the development choice, the test evaluation, the timings."""
+    import gzip
+
+    from pyserini_llama.data.trec import write_run
+    from pyserini_llama.mine_negatives import mine_negatives, write_negatives
+    from conftest import cli_env
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    scifact = _toy_collection(data, "beir-scifact", 60, {"train": range(40), "test": range(40, 50)}, seed=1)
+    cranfield = _toy_collection(data, "cranfield", 20, {"test": range(10)}, seed=2)
+    debian = _toy_collection(data, "debian-descriptions", 40, {"train": range(30), "dev": range(30, 36)}, seed=3,
+                             gz=True)
+    from dev_split import main as dev_split
+
+    assert dev_split(["--collection", str(scifact), "--output", str(work / "beir-scifact-dev")]) == 0
+    carry = work / "carry"
+    (carry / "bm25").mkdir(parents=True)
+    for folder, split, out, name in ((work / "beir-scifact-dev", "train-fit", "scifact", None),
+                                     (debian, "train", "debian", None)):
+        from pyserini_llama.data.beir import BeirFolder
+
+        write_negatives(mine_negatives(_overlap_run(folder, split, 20), BeirFolder(folder).qrels(split), 20, 8),
+                        str(carry / f"{out}.bm25.negatives.jsonl.gz"))
+    for folder, split, name in ((scifact, "test", "beir-scifact"), (cranfield, "test", "cranfield"),
+                                (work / "beir-scifact-dev", "train-dev", "beir-scifact-dev"),
+                                (debian, "dev", "debian-descriptions")):
+        path = carry / "bm25" / f"{name}.{split}.bm25.trec"
+        write_run(_overlap_run(folder, split, 30), path, tag="bm25")
+        (path.parent / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+    (carry / "bm25" / ".complete").touch()
+
+    env = cli_env(SMOKE="1", BASE=str(tiny_llama), DATA_DIR=str(data), WORK=str(work), RESULTS=str(tmp_path / "results"),
+                  PYTHON=sys.executable, PARALLEL="1")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "reproduce_small.sh"), "gpu"], capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = tmp_path / "results"
+    test = json.loads((results / "evaluate_small.json").read_text())
+    assert set(test) == {"beir-scifact", "cranfield", "_meta"} and test["_meta"]["splits"]["beir-scifact"] == "test"
+    assert {"bm25", "repllama-scifact", "repllama-llara-scifact", "bm25+repllama-scifact (rrf)",
+            "rankllama-smollm2 (reranks rrf top-5)"} <= set(test["beir-scifact"])
+    choice = json.loads((results / "dev_choice.json").read_text())
+    assert choice["split"] == "beir-scifact-dev" and choice["reranker"] in ("rankllama-scifact", "rankllama-debian")
+    ckpt = work / "checkpoints"
+    chain = json.loads((ckpt / "rankllama-scifact" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert chain == str(ckpt / "rankllama-debian")  # each stage starts from the one before
+    timings = json.loads((results / "reproduce_timings.json").read_text())
+    assert {s["step"] for s in timings["steps"]} >= {"g1-repllama-debian", "g2-llara-adaptation", "g9-test"}
+    from collect_results import collect
+
+    collect(results, tmp_path / "rendered")
+    rendered = json.loads((tmp_path / "rendered" / "small-scale.json").read_text())
+    assert sum("(full pipeline)" in s for s in rendered["beir-scifact"]) == 1  # the dev split's choice, marked
+    rerun = subprocess.run(["bash", str(REPO / "scripts" / "reproduce_small.sh"), "gpu"], capture_output=True,
+                           text=True, cwd=REPO, env=env, timeout=300)
+    assert rerun.returncode == 0 and "g3-dense-negatives-scifact: done" in rerun.stderr  # finished steps skipped
+    assert "g1-repllama-debian: done" in (work / "g1-repllama-debian.log").read_text()  # (PARALLEL=1: in its log)
+
+
+def test_evaluate_small_reads_bm25_runs_made_elsewhere(beir_folder, tmp_path):
+    """Without Java: the BM25 stage comes from a run file (gzipped here), restricted to the evaluated split."""
+    import gzip
+
+    from pyserini_llama.eval import evaluate
+
+    runs = tmp_path / "bm25"
+    runs.mkdir()
+    lines = "q3 Q0 d3 1 9 bm25\nq3 Q0 d1 2 8 bm25\nq4 Q0 d1 1 9 bm25\nq4 Q0 d4 2 8 bm25\nq1 Q0 d1 1 9 bm25\n"
+    (runs / "toy.test.bm25.trec.gz").write_bytes(gzip.compress(lines.encode()))
+    out = tmp_path / "eval.json"
+    result = _run("evaluate_small.py", "--data-dir", str(beir_folder.parent), "--collections", "toy:test",
+                  "--bm25-runs", str(runs), "--runs", str(tmp_path / "work"), "--device", "cpu", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    table = json.loads(out.read_text())
+    run = {"q3": [("d3", 9.0), ("d1", 8.0)], "q4": [("d1", 9.0), ("d4", 8.0)]}
+    qrels = {"q3": {"d3": 1}, "q4": {"d4": 1, "d6": 0}}
+    want = evaluate(run, qrels, ("nDCG@10", "R@100", "MRR@10"))
+    assert table["toy"]["bm25"] == {m: round(v, 4) for m, v in want.items()}
+    assert table["_meta"]["splits"] == {"toy": "test"}
+    again = _run("evaluate_small.py", "--data-dir", str(beir_folder.parent), "--collections", "toy:train",
+                 "--bm25-runs", str(runs), "--runs", str(tmp_path / "work"), "--device", "cpu", "--output", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr  # results are replaced only on --overwrite

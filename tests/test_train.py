@@ -308,3 +308,121 @@ def test_benchmark_tiny_smoke_run(tmp_path):
     (result,) = json.loads((tmp_path / "b.json").read_text())["results"]
     assert result["tokens_per_step"] == 2 * 8 + 2 * 4 * 16 and result["tokens_per_second"] > 0
     assert 0 < result["trainable_params"] < result["matmul_params"] < result["params"]
+
+
+def test_arguments_are_checked_while_parsing_in_one_line(capsys):
+    from pyserini_llama.train.arguments import parse_args
+
+    base = ["--model", "m", "--collection", "c", "--output", "o"]
+    args = parse_args(base, "train", "Train.")
+    assert (args.model.trust_remote_code, args.training.device, args.data.max_queries) == (False, "auto", 0)
+    assert parse_args(base + ["--trust-remote-code"], "train", "Train.").model.trust_remote_code is True
+    for bad, message in ((["--group-size", "1"], "argument --group-size: must be at least 2, got 1"),
+                         (["--learning-rate", "0"], "argument --learning-rate: must be positive, got 0"),
+                         (["--max-queries", "-1"], "argument --max-queries: must be at least 0, got -1")):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args(base + bad, "train", "Train.")
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err
+
+
+def test_trust_remote_code_reaches_the_loader(base_embedding, beir, tmp_path, monkeypatch):
+    import pyserini_llama.models.load as load
+    from pyserini_llama.train import repllama
+
+    seen = {}
+
+    def spy(name, **kwargs):
+        seen.update(kwargs)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(load, "load_checkpoint", spy)
+    for extra, expected in (((), False), (("--trust-remote-code",), True)):
+        with pytest.raises(UserError, match="stop here"):
+            repllama.main(_argv(base_embedding, beir, tmp_path / f"x{expected}", *extra))
+        assert seen["trust_remote_code"] is expected and seen["training"] is True
+
+
+def test_max_queries_is_a_deterministic_subsample(beir):
+    from pyserini_llama.train.data import load_training_data, subsample_queries
+
+    qids = [f"q{i}" for i in range(24)]
+    picked = subsample_queries(qids, 10)
+    assert len(picked) == 10 and picked == [q for q in qids if q in set(picked)]  # kept in the given order
+    assert set(subsample_queries(list(reversed(qids)), 10)) == set(picked)  # whatever the file order
+    assert set(subsample_queries(qids[:20], 10)) <= set(picked) | set(qids[:20])
+    assert subsample_queries(qids, 0) == qids and subsample_queries(qids, 99) == qids
+    data = load_training_data(str(beir), group_size=4, log=None, max_queries=10)
+    assert [q.qid for q in data.queries] == picked
+
+
+@pytest.mark.parametrize("trainer", ["repllama", "rankllama"])
+def test_bucketed_batches_give_the_same_losses(base_embedding, base_causal, beir, tmp_path, trainer):
+    """Length-sorted chunks instead of one padded batch: a speed change only (no dropout, float32)."""
+    import importlib
+
+    module = importlib.import_module(f"pyserini_llama.train.{trainer}")
+    base = base_embedding if trainer == "repllama" else base_causal
+    run = ("--learning-rate", "3e-3", "--max-steps", "3", "--save-steps", "0", "--lora-dropout", "0")
+    module.main(_argv(base, beir, tmp_path / "padded", *run))
+    module.main(_argv(base, beir, tmp_path / "bucketed", *run, "--bucket-tokens", "48"))
+    assert torch.allclose(torch.tensor(_losses(tmp_path / "padded")), torch.tensor(_losses(tmp_path / "bucketed")),
+                          atol=1e-5)
+
+
+def test_bucketed_collation_restores_row_order(base_embedding):
+    from pyserini_llama.train.collator import map_chunks, pad_rows
+
+    rows = [[5] * n for n in (3, 9, 1, 7, 7, 2)]
+    batch = pad_rows(rows, 0, "right", 2, bucket_tokens=16)
+    assert len(batch["chunks"]) > 1 and all(c["input_ids"].numel() <= 16 for c in batch["chunks"])
+    lengths = map_chunks(lambda b: b["attention_mask"].sum(1), batch)
+    assert lengths.tolist() == [3, 9, 1, 7, 7, 2]
+
+
+def test_training_continues_from_a_trained_checkpoint(base_embedding, beir, tmp_path):
+    """--model <checkpoint with an adapter>: its adapter is merged, a new one trains on top, and the result loads
+    as base + first adapter + second adapter; a reranker can start from the dense model's weights."""
+    from peft import PeftModel
+    from transformers import AutoModel
+
+    from pyserini_llama.models.load import load_checkpoint
+    from pyserini_llama.train import rankllama, repllama
+
+    run = ("--learning-rate", "1e-2", "--max-steps", "2", "--save-steps", "0")
+    repllama.main(_argv(base_embedding, beir, tmp_path / "weak", *run))
+    repllama.main(_argv(tmp_path / "weak", beir, tmp_path / "fine", *run))
+    adapter = json.loads((tmp_path / "fine" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tmp_path / "weak")
+
+    want = AutoModel.from_pretrained(str(base_embedding))
+    for folder in ("weak", "fine"):
+        want = PeftModel.from_pretrained(want, str(tmp_path / folder)).merge_and_unload()
+    fine = load_checkpoint(str(tmp_path / "fine"), task="embedding")
+    got = fine.model.state_dict()
+    assert all(torch.allclose(got[k], v, atol=1e-6) for k, v in want.state_dict().items())
+    assert fine.identity != load_checkpoint(str(tmp_path / "weak"), task="embedding").identity
+
+    weak = load_checkpoint(str(tmp_path / "weak"), task="embedding").model.state_dict()
+    as_reranker = load_checkpoint(str(tmp_path / "weak"), task="sequence-classification").model
+    decoder = as_reranker.base_model.state_dict()
+    assert all(torch.equal(decoder[k], v) for k, v in weak.items())  # the decoder carries the dense weights
+    rankllama.main(_argv(tmp_path / "weak", beir, tmp_path / "rank", *run))
+    from pyserini_llama.rerankers.rankllama import RankLlamaReranker
+
+    scores = RankLlamaReranker.from_checkpoint(str(tmp_path / "rank")).score("protein", [("", "cell"), ("", "x")])
+    assert np.isfinite(scores).all()
+
+    # One adapter for shipping: the chain flattened (exactly: rank 32 + 32), or approximated at rank 32.
+    from pyserini_llama.train.flatten import flatten
+
+    for name, task in (("fine", "embedding"), ("rank", "sequence-classification")):
+        chained = load_checkpoint(str(tmp_path / name), task=task).model.state_dict()
+        report = flatten(tmp_path / name, tmp_path / f"{name}-flat")
+        assert report["rank"] == 64 and report["base_model"] == str(base_embedding) and report["exact"]
+        flat = load_checkpoint(str(tmp_path / f"{name}-flat"), task=task)
+        assert flat.config.base_model == str(base_embedding)
+        got = flat.model.state_dict()
+        assert all(torch.allclose(got[k], v, atol=1e-5) for k, v in chained.items()), name
+    approx = flatten(tmp_path / "fine", tmp_path / "fine-r8", rank=8)
+    assert approx["rank"] == 8 and not approx["exact"] and 0 < approx["max_relative_error"] < 1

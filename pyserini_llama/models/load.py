@@ -66,7 +66,10 @@ def checkpoint_identity(folder: Path, config: CheckpointConfig) -> str:
     """A fingerprint of the weights (adapter and base) and the settings a checkpoint encodes with."""
     parts = {"checkpoint": folder_fingerprint(folder), "config": config.to_dict()}
     if is_adapter(folder):
-        parts["base"] = folder_fingerprint(resolve_model_path(adapter_base_model(folder, config)))
+        base = resolve_model_path(adapter_base_model(folder, config))
+        # an adapter trained on top of another adapter checkpoint: that one's identity, its own base included
+        parts["base"] = checkpoint_identity(base, CheckpointConfig.load(base) or CheckpointConfig()) \
+            if is_adapter(base) else folder_fingerprint(base)
     return fingerprint(parts)
 
 
@@ -170,8 +173,7 @@ def load_checkpoint(name_or_path: str, task: str = "embedding", device: str = "c
         kwargs["num_labels"] = 1
     if is_adapter(folder):
         base = resolve_model_path(adapter_base_model(folder, config))
-        model = _from_pretrained(task, base, kwargs, trust_remote_code, quiet=True)
-        model = _merge_adapter(model, base, folder, task)
+        model = _merge_adapter(_load_base(task, base, kwargs, trust_remote_code), base, folder, task)
         tok_folder = folder if (folder / "tokenizer_config.json").exists() else base
     else:
         if not (folder / "config.json").exists():
@@ -220,22 +222,48 @@ def _from_pretrained(task: str, folder: Path, kwargs: dict, trust_remote_code: b
         hf_logging.set_verbosity(verbosity)
 
 
+def _load_base(task: str, folder: Path, kwargs: dict, trust_remote_code: bool, depth: int = 0):
+    """An adapter's base model; a base that is itself an adapter checkpoint (training continued from one, e.g.
+    a fine-tune on top of a weakly supervised model) is merged into its own base first."""
+    if not is_adapter(folder):
+        return _from_pretrained(task, folder, kwargs, trust_remote_code, quiet=True)
+    if depth >= 8:
+        raise UserError(f"{folder}: more than 8 adapters stacked on each other (does an adapter name itself as "
+                        f"its base?)")
+    base = resolve_model_path(adapter_base_model(folder, CheckpointConfig.load(folder)))
+    return _merge_adapter(_load_base(task, base, kwargs, trust_remote_code, depth + 1), base, folder, task)
+
+
 def _merge_adapter(model, base: Path, adapter: Path, task: str):
+    import warnings
+
     from peft import PeftModel
 
     check_weights_safe(adapter)
-    read_json_object(adapter / "adapter_config.json", "adapter config")  # malformed: one line naming the file, not peft's traceback
+    # a malformed config: one line naming the file, not peft's traceback
+    adapter_task = read_json_object(adapter / "adapter_config.json", "adapter config").get("task_type")
     if task == "sequence-classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = 0
+    # An adapter trained on the bare decoder (RepLLaMA, LLaRA) loaded under a head (a reranker initialised from
+    # dense-trained weights) belongs on the decoder inside it: its module names are relative to the decoder.
+    target = model.base_model if adapter_task == "FEATURE_EXTRACTION" and task != "embedding" else model
     try:
-        model = PeftModel.from_pretrained(model, str(adapter))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            wrapped = PeftModel.from_pretrained(target, str(adapter))
     except RuntimeError as e:  # size mismatches: an adapter trained for another base model
         first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise UserError(f"{adapter}: adapter does not fit base model {base} ({first}); "
                         f"check base_model_name_or_path in adapter_config.json") from None
     except (TypeError, ValueError, KeyError) as e:  # an adapter_config.json of the wrong shape
         raise DataError(adapter / "adapter_config.json", f"not a peft adapter config ({e})") from None
-    return model.merge_and_unload()
+    for w in caught:
+        if "missing adapter keys" in str(w.message):  # peft would merge nothing and only warn
+            raise UserError(f"{adapter}: the adapter's weights name modules this {task} model does not have "
+                            f"(an adapter for another architecture or head?)")
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    merged = wrapped.merge_and_unload()
+    return model if target is not model else merged
 
 
 def _prefer_sdpa(model) -> None:

@@ -16,6 +16,7 @@ Example::
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import sys
 from dataclasses import dataclass
@@ -163,17 +164,31 @@ def pseudo_queries_from_titles(corpus: Dict[str, Document]) -> List[TrainingQuer
             for doc in corpus.values() if doc.title.strip() and doc.text.strip()]
 
 
+def subsample_queries(qids: Sequence[str], n: int) -> List[str]:
+    """The ``n`` ids with the smallest SHA-1 (all when ``n`` is 0), in their given order.
+
+    A pure function of each id: the same queries on every machine, whatever the file order, so negatives mined
+    on one machine for a subsample are those a trainer elsewhere draws (``--max-queries``).
+    """
+    if not n or n >= len(qids):
+        return list(qids)
+    keep = set(sorted(qids, key=lambda q: hashlib.sha1(q.encode("utf-8")).hexdigest())[:n])
+    return [q for q in qids if q in keep]
+
+
 def load_training_data(collection: str, split: str = "train", negatives: Optional[str] = None,
                        group_size: int = 16, seed: int = 42, data_dir: Optional[str] = None,
                        pseudo_queries: Optional[str] = None, log=sys.stderr,
-                       other_positives: int = 0) -> TrainingData:
+                       other_positives: int = 0, max_queries: int = 0) -> TrainingData:
     """Read a BEIR folder's ``split`` queries and qrels (positives: rel > 0) plus optional mined negatives
-    (``negatives``: one JSONL path, or several separated by commas whose lists are pooled per query)."""
+    (``negatives``: one JSONL path, or several separated by commas whose lists are pooled per query);
+    ``max_queries`` keeps that many judged queries (:func:`subsample_queries`)."""
     if "test" in split.lower():
         raise UserError(f"refusing to train on split {split!r}; test judgments are for evaluation only")
     folder = resolve_collection(collection, data_dir)
     corpus = folder.corpus()
     queries = folder.queries(split)
+    queries = {qid: queries[qid] for qid in subsample_queries(list(queries), max_queries)}
     qrels = load_qrels(folder.qrels_path(split))
     mined: Dict[str, List[str]] = {}
     for path in (p.strip() for p in (negatives or "").split(",") if p.strip()):
@@ -196,6 +211,7 @@ def load_training_data(collection: str, split: str = "train", negatives: Optiona
         raise UserError(f"unknown --pseudo-queries {pseudo_queries!r} (supported: title)")
     if log is not None:
         print(f"training data: {len(examples)} queries from {folder.root} split {split!r}"
+              f"{f' (subsample of {max_queries})' if max_queries else ''}"
               f"{' + title pseudo-queries' if pseudo_queries else ''}; {skipped} skipped (no positive in the "
               f"corpus); {without} with fewer than {group_size - 1} mined negatives (topped up with random "
               f"documents)", file=log)

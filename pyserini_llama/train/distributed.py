@@ -90,14 +90,6 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
             offset += g.numel()
 
 
-def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        values = values.clone()
-        dist.all_reduce(values)
-        values /= dist.get_world_size()
-    return values
-
-
 def all_gather_objects(obj) -> list:
     if not (dist.is_available() and dist.is_initialized()):
         return [obj]

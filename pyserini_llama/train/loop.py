@@ -1,4 +1,4 @@
-"""The training loop both trainers share: AdamW with linear warm-up and decay, bf16 autocast, gradient
+"""The training loop every trainer shares: AdamW with linear warm-up and decay, bf16 autocast, gradient
 accumulation, data parallelism under ``torchrun``, periodic resumable checkpoints and an atomic final export.
 
 A checkpoint (``<output>/checkpoint-<step>/``, written under a temporary name and renamed) holds the trainable
@@ -56,6 +56,8 @@ def linear_schedule(optimizer, warmup: int, total: int):
 def to_device(batch, device):
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list):
+        return [to_device(v, device) for v in batch]
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     return batch

@@ -8,7 +8,8 @@ folder it resolved to, so a checkpoint works on any machine that can resolve tha
 
 Example::
 
-    model = load_base_model("smollm2-135m", task="embedding", dtype="bfloat16", device="cuda")
+    model, tokenizer = load_base_model("smollm2-135m", task="embedding", dtype="bfloat16", device="cuda",
+                                       full=False)
     model = apply_lora(model, task="embedding", r=32, alpha=64, dropout=0.1)
     save_model(model, "out/", base_model="smollm2-135m", dtype="bfloat16")
 """
@@ -26,14 +27,16 @@ PEFT_TASK = {"embedding": "FEATURE_EXTRACTION", "sequence-classification": "SEQ_
 
 
 def load_base_model(name_or_path: str, task: str, dtype: str, device: str, full: bool,
-                    gradient_checkpointing: bool = True):
+                    gradient_checkpointing: bool = True, trust_remote_code: bool = False):
     """The base model and tokenizer for ``task``; LoRA keeps frozen weights in ``dtype``, full fine-tuning in
     float32 (AdamW updates are too small for bf16; autocast runs the matmuls in bf16 either way). A checkpoint
-    with an adapter is merged first, so training can continue from any checkpoint."""
+    with an adapter is merged first, so training can continue from any checkpoint (a new adapter then goes on
+    top of the merged weights)."""
     from ..models.load import load_checkpoint
 
     loaded = load_checkpoint(name_or_path, task=task, device=device, dtype="float32" if full else dtype,
-                             training=True, gradient_checkpointing=gradient_checkpointing)
+                             trust_remote_code=trust_remote_code, training=True,
+                             gradient_checkpointing=gradient_checkpointing)
     if task == "sequence-classification":
         loaded.model.config.pad_token_id = loaded.tokenizer.pad_token_id  # the score head finds the last token
     return loaded.model, loaded.tokenizer

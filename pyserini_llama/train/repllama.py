@@ -1,9 +1,8 @@
-"""Train RepLLaMA: InfoNCE over (1 positive + N hard negatives) groups plus in-batch negatives.
+"""Train a RepLLaMA dense retriever (LoRA or full) on a BEIR folder's judged queries.
 
-Every passage of every query in the (global) batch is a candidate for every query; under ``torchrun`` the
-passages are gathered across ranks with gradients. Similarity is the dot product of L2-normalised EOS
-embeddings divided by the temperature (0.01), computed in float32. Queries and passages are formatted and
-tokenized by the RepLLaMA encoder's own functions, so inference sees the tokens training saw.
+InfoNCE over (1 positive + N hard negatives) groups plus in-batch negatives (gathered across GPUs under
+torchrun), temperature 0.01 (:mod:`pyserini_llama.train.losses.contrastive`). Queries and passages are formatted
+and tokenized by the RepLLaMA encoder's own functions, so inference sees the tokens training saw.
 
 Example::
 
@@ -15,48 +14,16 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import torch
-import torch.nn.functional as F
-
 from ..cli import run_cli
 from ..models.config import CheckpointConfig
 from ..models.presets import repllama_config
 from .arguments import TrainArguments, parse_args
 from .collator import EmbeddingCollator
-from .distributed import gather_with_grad
+from .losses.contrastive import RepLlamaTrainModel
 from .runner import TaskSpec, run_training
 
 
-class RepLlamaTrainModel(torch.nn.Module):
-    """The contrastive loss around a RepLLaMA encoder: ``module(batch) -> loss``.
-
-    Example::
-
-        module = RepLlamaTrainModel(model, tokenizer, config, temperature=0.01)
-        loss = module(EmbeddingCollator(tokenizer, config)(groups))
-    """
-
-    def __init__(self, model, tokenizer, config: CheckpointConfig, temperature: float = 0.01,
-                 device: str = "cpu"):
-        from ..encoders.repllama import RepLlamaEncoder
-
-        super().__init__()
-        self.model = model
-        self.encoder = RepLlamaEncoder(model, tokenizer, config, device=device)
-        self.temperature = temperature
-
-    def forward(self, batch: dict) -> torch.Tensor:
-        queries = self.encoder.embed(batch["query"])
-        passages = self.encoder.embed(batch["passage"])
-        group_size = passages.shape[0] // queries.shape[0]
-        all_passages, offset = gather_with_grad(passages)
-        with torch.autocast(queries.device.type, enabled=False):  # logits / 0.01 need float32 precision
-            scores = queries.float() @ all_passages.float().T / self.temperature
-        targets = offset + torch.arange(queries.shape[0], device=queries.device) * group_size
-        return F.cross_entropy(scores, targets)
-
-
-def checkpoint_config(args: TrainArguments) -> CheckpointConfig:
+def checkpoint_config(args: TrainArguments, tokenizer=None) -> CheckpointConfig:
     return repllama_config(
         base_model=args.model.model, query_max_length=args.data.query_max_length,
         passage_max_length=args.data.passage_max_length, dtype=args.model.dtype,
@@ -65,18 +32,17 @@ def checkpoint_config(args: TrainArguments) -> CheckpointConfig:
 
 
 SPEC = TaskSpec(
-    task="embedding",
+    name="RepLLaMA", task="embedding",
     checkpoint_config=checkpoint_config,
     build_module=lambda model, tok, config, args, device: RepLlamaTrainModel(
         model, tok, config, args.training.temperature, device),
-    build_collator=lambda tok, config, args: EmbeddingCollator(tok, config, args.training.pad_to_multiple_of),
+    build_collator=lambda tok, config, args: EmbeddingCollator(tok, config, args.training.pad_to_multiple_of,
+                                                               args.data.bucket_tokens),
 )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv, prog="python -m pyserini_llama.train.repllama",
-                      description="Train a RepLLaMA dense retriever (LoRA or full) on a BEIR folder.")
-    run_training(args, SPEC)
+    run_training(parse_args(argv, "python -m pyserini_llama.train.repllama", __doc__), SPEC)
     return 0
 
 

@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# Reproduce the small-scale recipe from scratch: weak supervision on Debian descriptions, then SciFact.
+#
+#   scripts/reproduce_small.sh cpu   # a machine with Java (Pyserini): BM25 negatives and BM25 runs -> $CARRY
+#   scripts/reproduce_small.sh gpu   # one GPU (no Java, no faiss needed): training, dense negatives, evaluation
+#
+# CPU part (writes only small gzipped files under $CARRY, the folder to bring to the GPU machine):
+#   c1. SciFact development split: 10% of the train queries held out (scripts/dev_split.py) -> $WORK/beir-scifact-dev
+#   c2. BM25 negatives, SciFact train-fit queries (top 200, 30 per query)        -> $CARRY/scifact.bm25.negatives
+#   c3. BM25 negatives, $DEBIAN_QUERIES Debian train queries (the trainers' --max-queries subsample), near
+#       duplicates of the positive excluded (mine_negatives --exclude-near-duplicates) -> $CARRY/debian.bm25.*
+#   c4. BM25 runs for evaluation (no judgment read): SciFact test, Cranfield test, SciFact train-dev, Debian dev
+#       -> $CARRY/bm25/
+# GPU part (each step timed; skipped when its output exists; trainers resume, so rerunning continues):
+#   g1. RepLLaMA on Debian (weak supervision, BM25 negatives)                     -> $CKPT/repllama-debian
+#   g2. LLaRA adaptation of the base model on corpus text only: Debian + SciFact + Cranfield corpora
+#                                                                                  -> $CKPT/llara-adapted
+#   g3. dense negatives from g1: SciFact train-fit and the Debian reranker queries (near duplicates excluded)
+#   g4. RepLLaMA fine-tune on SciFact train-fit from g1 (BM25 + dense negatives)  -> $CKPT/repllama-scifact
+#   g5. RankLLaMA on Debian from g1's weights ($RERANK_INIT), dense negatives     -> $CKPT/rankllama-debian
+#   g6. the LLaRA arm: g1 and g4 again, identical, from g2's adapted model         -> $CKPT/repllama-llara-*
+#   g7. RankLLaMA fine-tune on SciFact train-fit from g5 (dense negatives, positives of other queries)
+#                                                                                  -> $CKPT/rankllama-scifact
+#   g8. development: SciFact train-dev (held-out train queries) for every model; scripts/choose_on_dev.py picks
+#       the packaged reranker and whether the full pipeline fuses it with its input; Debian dev (dense models)
+#   g9. test, read once: SciFact test and Cranfield (zero-shot) -> $RESULTS/evaluate_small.json
+# Results land in $RESULTS (default $WORK/results, not results/raw: a step is skipped when its output exists, and
+# results/raw holds the committed files of an earlier run); copy them to results/raw/ and run
+# scripts/collect_results.py.
+# With PARALLEL=1 the independent trainers of a phase share the GPU (g1+g2, then g4+g5+g6a, then g6b+g7): a
+# 135M model leaves most of an H200 idle, and one process compiles while another computes. Step times go to
+# $WORK/timings.tsv and $RESULTS/reproduce_timings.json.
+#
+# Knobs (environment): PYTHON, DATA_DIR (collections: beir-scifact, cranfield, debian-descriptions), WORK, CARRY,
+# CKPT, RESULTS, BASE, DEBIAN_QUERIES, RERANK_QUERIES, WEAK_BATCH, WEAK_LR, GROUP, BUCKET (tokens per bucketed
+# chunk), SCIFACT_EPOCHS, RERANK_EPOCHS, OTHER_POSITIVES, LLARA_STEPS, LLARA_BATCH, LLARA_LR, RERANK_INIT (dense|base|llara),
+# COMPILE (1: torch.compile the Debian-scale trainers), PARALLEL, DEVICE, TRAIN_ARGS (appended to every trainer),
+# SMOKE=1 (tiny settings for a CPU run on a tiny BASE: the tests' smoke run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PART=${1:?usage: scripts/reproduce_small.sh cpu|gpu}
+PY=${PYTHON:-python}
+DATA=${DATA_DIR:-../shared/ir}
+WORK=${WORK:-runs/reproduce}
+CARRY=${CARRY:-$WORK/carry}
+CKPT=${CKPT:-$WORK/checkpoints}
+RESULTS=${RESULTS:-$WORK/results}  # copy to results/raw/ and run scripts/collect_results.py
+BASE=${BASE:-smollm2-135m}
+SMOKE=${SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then  # a CPU run of every step on a tiny model: the script's logic, not its numbers
+  : "${DEBIAN_QUERIES:=8}" "${RERANK_QUERIES:=8}" "${WEAK_BATCH:=4}" "${GROUP:=4}" "${BUCKET:=64}"
+  : "${SCIFACT_EPOCHS:=1}" "${RERANK_EPOCHS:=1}" "${LLARA_STEPS:=2}" "${LLARA_BATCH:=4}" "${COMPILE:=0}"
+  : "${DEVICE:=cpu}" "${SCIFACT_BATCH:=2}" "${HITS:=20}" "${RERANK_DEPTH:=5}" "${OTHER_POSITIVES:=1}"
+  : "${TRAIN_ARGS:=--dtype float32 --max-steps 2 --query-max-length 16 --passage-max-length 32 --warmup-steps 0}"
+  : "${LLARA_ARGS:=--dtype float32 --max-length 160}"
+fi
+DEBIAN_QUERIES=${DEBIAN_QUERIES:-10000}   # weak RepLLaMA queries (about 1 minute at 135M on an H200)
+RERANK_QUERIES=${RERANK_QUERIES:-8000}    # weak RankLLaMA queries (a subsample of the same ids: --max-queries)
+WEAK_BATCH=${WEAK_BATCH:-32}
+WEAK_LR=${WEAK_LR:-2e-4}
+GROUP=${GROUP:-16}
+BUCKET=${BUCKET:-16384}
+SCIFACT_BATCH=${SCIFACT_BATCH:-32}
+SCIFACT_EPOCHS=${SCIFACT_EPOCHS:-2}
+RERANK_EPOCHS=${RERANK_EPOCHS:-2}
+OTHER_POSITIVES=${OTHER_POSITIVES:-4}  # per group of 16: positives of other queries as negatives (see docs/training.md)
+LLARA_STEPS=${LLARA_STEPS:-250}
+LLARA_BATCH=${LLARA_BATCH:-48}
+LLARA_LR=${LLARA_LR:-5e-5}
+LLARA_ARGS=${LLARA_ARGS:-}
+RERANK_INIT=${RERANK_INIT:-dense}
+COMPILE=${COMPILE:-1}
+PARALLEL=${PARALLEL:-0}
+DEVICE=${DEVICE:-auto}
+HITS=${HITS:-200}
+RERANK_DEPTH=${RERANK_DEPTH:-100}
+TRAIN_ARGS=${TRAIN_ARGS:-}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$WORK" "$CARRY/bm25" "$CKPT" "$RESULTS"
+TIMINGS=$WORK/timings.tsv
+DEV=$WORK/beir-scifact-dev
+
+log() { echo "== $*" >&2; }
+# step NAME OUTPUT COMMAND...: run COMMAND unless OUTPUT exists; record its wall time
+step() {
+  local name=$1 output=$2; shift 2
+  if [ -e "$output" ]; then log "$name: done ($output)"; return 0; fi
+  log "$name"
+  local t0=$SECONDS
+  "$@"
+  printf '%s\t%s\t%s\n' "$PART" "$name" "$((SECONDS - t0))" >> "$TIMINGS"
+  log "$name: $((SECONDS - t0)) s"
+}
+# in_phase NAME OUTPUT COMMAND...: a step, in the background when PARALLEL=1 (finish_phase waits)
+PIDS=()
+LOGS=()
+in_phase() {
+  if [ "$PARALLEL" = 1 ]; then
+    step "$@" > "$WORK/$1.log" 2>&1 &
+    PIDS+=($!)
+    LOGS+=("$WORK/$1.log")
+  else
+    step "$@"
+  fi
+}
+finish_phase() {
+  local failed=0 i
+  for i in "${!PIDS[@]}"; do
+    if ! wait "${PIDS[$i]}"; then
+      failed=1
+      echo "error: step failed; the end of ${LOGS[$i]}:" >&2
+      tail -n 15 "${LOGS[$i]}" >&2
+    fi
+  done
+  PIDS=()
+  LOGS=()
+  [ "$failed" = 0 ] || exit 1
+}
+trap 'for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done' EXIT
+dev_split() { [ -f "$DEV/qrels/train-dev.tsv" ] || "$PY" scripts/dev_split.py --collection "$DATA/beir-scifact" --output "$DEV"; }
+
+if [ "$PART" = cpu ]; then
+  dev_split
+  mine=("$PY" scripts/mine_small.py --retriever bm25 --depth "$HITS" --num 30 --work "$WORK/mine")
+  step "c2 BM25 negatives, SciFact train-fit" "$CARRY/scifact.bm25.negatives.jsonl.gz" \
+    "${mine[@]}" --collection "$DEV" --split train-fit --output "$CARRY/scifact.bm25.negatives.jsonl.gz"
+  step "c3 BM25 negatives, Debian train ($DEBIAN_QUERIES queries)" "$CARRY/debian.bm25.negatives.jsonl.gz" \
+    "${mine[@]}" --collection "$DATA/debian-descriptions" --split train --max-queries "$DEBIAN_QUERIES" \
+    --exclude-near-duplicates --stats "$RESULTS/debian.bm25.mining.json" \
+    --output "$CARRY/debian.bm25.negatives.jsonl.gz"
+  bm25_run() {  # folder split hits name: a gzipped BM25 run under $CARRY/bm25 (no judgment is read here)
+    local out=$CARRY/bm25/$4.$2.bm25.trec
+    [ -f "$out.gz" ] && return
+    "$PY" - "$1" "$2" "$3" "$out" "$WORK/bm25" <<'PYTHON'
+import sys
+from pathlib import Path
+from pyserini_llama import stages
+from pyserini_llama.data.beir import BeirFolder
+from pyserini_llama.data.trec import write_run
+folder, split, hits, out, work = BeirFolder(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+stage = stages.bm25_stage(stages.StageCache(Path(work)), folder.corpus_path, folder.queries(split), k=hits)
+write_run(stage.run, out, tag="bm25")
+print(f"{out}: {len(stage.run)} queries, {stage.seconds:.0f}s", file=sys.stderr)
+PYTHON
+    gzip -9 -n "$out"
+  }
+  bm25_runs() {
+    bm25_run "$DATA/beir-scifact" test 1000 beir-scifact
+    bm25_run "$DATA/cranfield" test 1000 cranfield
+    bm25_run "$DEV" train-dev 1000 beir-scifact-dev
+    bm25_run "$DATA/debian-descriptions" dev 100 debian-descriptions
+    touch "$CARRY/bm25/.complete"
+  }
+  step "c4 BM25 runs for evaluation" "$CARRY/bm25/.complete" bm25_runs
+  du -sh "$CARRY" >&2
+  log "CPU part done: bring $CARRY to the GPU machine and run: scripts/reproduce_small.sh gpu"
+  exit 0
+fi
+[ "$PART" = gpu ] || { echo "error: unknown part '$PART' (cpu or gpu)" >&2; exit 2; }
+for f in scifact.bm25.negatives.jsonl.gz debian.bm25.negatives.jsonl.gz bm25/.complete; do
+  [ -e "$CARRY/$f" ] || { echo "error: $CARRY/$f is missing: run 'scripts/reproduce_small.sh cpu' first" >&2; exit 2; }
+done
+dev_split
+
+# shellcheck disable=SC2086  # TRAIN_ARGS and LLARA_ARGS are lists of words
+train() {  # module output args...: one trainer, resumable
+  local module=$1 out=$2; shift 2
+  "$PY" -m "pyserini_llama.train.$module" --output "$out" --device "$DEVICE" --save-steps 50 --resume \
+    --no-progress "$@" $TRAIN_ARGS
+}
+fast=(--no-gradient-checkpointing --bucket-tokens "$BUCKET")  # Debian-scale runs: short passages, memory to spare
+[ "$COMPILE" = 1 ] && fast+=(--compile)
+weak=(--collection "$DATA/debian-descriptions" --split train --max-queries "$DEBIAN_QUERIES" --epochs 1
+      --negatives "$CARRY/debian.bm25.negatives.jsonl.gz" --group-size "$GROUP" --batch-size "$WEAK_BATCH"
+      --learning-rate "$WEAK_LR" --warmup-steps 20 "${fast[@]}")
+scifact() {  # the SciFact fine-tune of a dense model trained on Debian (identical for both arms)
+  train repllama "$2" --model "$1" --collection "$DEV" --split train-fit --epochs "$SCIFACT_EPOCHS" \
+    --negatives "$CARRY/scifact.bm25.negatives.jsonl.gz,$WORK/scifact.dense.negatives.jsonl.gz" \
+    --group-size "$GROUP" --batch-size "$SCIFACT_BATCH" --learning-rate 1e-4 --warmup-steps 5
+}
+done_model() { echo "$1/pyserini_llama.json"; }
+
+# phase 1: weak RepLLaMA and LLaRA adaptation (independent)
+in_phase g1-repllama-debian "$(done_model "$CKPT/repllama-debian")" train repllama "$CKPT/repllama-debian" \
+  --model "$BASE" "${weak[@]}"
+# shellcheck disable=SC2086
+in_phase g2-llara-adaptation "$(done_model "$CKPT/llara-adapted")" "$PY" -m pyserini_llama.train.llara \
+  --model "$BASE" --corpus "$DATA/debian-descriptions" "$DATA/beir-scifact" "$DATA/cranfield" \
+  --output "$CKPT/llara-adapted" --device "$DEVICE" --max-steps "$LLARA_STEPS" --batch-size "$LLARA_BATCH" \
+  --learning-rate "$LLARA_LR" --warmup-steps 25 --max-length 128 --chunk-words 64 --no-gradient-checkpointing \
+  --save-steps 100 --resume --no-progress $LLARA_ARGS
+finish_phase
+
+# phase 2: dense negatives from the weak model (the papers: hard negatives from the dense retriever's top 200)
+mine=("$PY" scripts/mine_small.py --retriever "$CKPT/repllama-debian" --depth "$HITS" --num 30 --device "$DEVICE"
+      --work "$WORK/mine")
+step g3-dense-negatives-scifact "$WORK/scifact.dense.negatives.jsonl.gz" "${mine[@]}" --collection "$DEV" \
+  --split train-fit --output "$WORK/scifact.dense.negatives.jsonl.gz"
+step g3-dense-negatives-debian "$WORK/debian.dense.negatives.jsonl.gz" "${mine[@]}" \
+  --collection "$DATA/debian-descriptions" --split train --max-queries "$RERANK_QUERIES" --exclude-near-duplicates \
+  --stats "$RESULTS/debian.dense.mining.json" --output "$WORK/debian.dense.negatives.jsonl.gz"
+
+# phase 3: the SciFact fine-tune, the weak reranker, the LLaRA arm's weak stage
+case "$RERANK_INIT" in
+  dense) rerank_init=$CKPT/repllama-debian ;;
+  llara) rerank_init=$CKPT/llara-adapted ;;
+  base) rerank_init=$BASE ;;
+  *) echo "error: RERANK_INIT must be dense, llara or base" >&2; exit 2 ;;
+esac
+in_phase g4-repllama-scifact "$(done_model "$CKPT/repllama-scifact")" \
+  scifact "$CKPT/repllama-debian" "$CKPT/repllama-scifact"
+in_phase g5-rankllama-debian "$(done_model "$CKPT/rankllama-debian")" train rankllama "$CKPT/rankllama-debian" \
+  --model "$rerank_init" --collection "$DATA/debian-descriptions" --split train --max-queries "$RERANK_QUERIES" \
+  --epochs 1 --negatives "$WORK/debian.dense.negatives.jsonl.gz" --group-size "$GROUP" \
+  --batch-size "$WEAK_BATCH" --learning-rate 1e-4 --warmup-steps 20 "${fast[@]}"
+in_phase g6a-repllama-llara-debian "$(done_model "$CKPT/repllama-llara-debian")" \
+  train repllama "$CKPT/repllama-llara-debian" --model "$CKPT/llara-adapted" "${weak[@]}"
+finish_phase
+
+# phase 4: the reranker's SciFact fine-tune and the LLaRA arm's
+in_phase g6b-repllama-llara-scifact "$(done_model "$CKPT/repllama-llara-scifact")" \
+  scifact "$CKPT/repllama-llara-debian" "$CKPT/repllama-llara-scifact"
+in_phase g7-rankllama-scifact "$(done_model "$CKPT/rankllama-scifact")" train rankllama "$CKPT/rankllama-scifact" \
+  --model "$CKPT/rankllama-debian" --collection "$DEV" --split train-fit --epochs "$RERANK_EPOCHS" \
+  --negatives "$WORK/scifact.dense.negatives.jsonl.gz" --group-size "$GROUP" --other-positives "$OTHER_POSITIVES" \
+  --batch-size "$SCIFACT_BATCH" --learning-rate 1e-4 --warmup-steps 5
+finish_phase
+
+# evaluation: choices on development splits only, then test once
+evaluate() {  # output data-dir collections... -- extra args
+  local output=$1 data=$2; shift 2
+  "$PY" scripts/evaluate_small.py --data-dir "$data" --bm25-runs "$CARRY/bm25" --runs "$WORK/eval" \
+    --device "$DEVICE" --rerank-depth "$RERANK_DEPTH" --overwrite --output "$output" "$@"
+}
+dense=(--dense "repllama-scifact=$CKPT/repllama-scifact" "repllama-llara-scifact=$CKPT/repllama-llara-scifact"
+       "repllama-debian=$CKPT/repllama-debian" "repllama-llara-debian=$CKPT/repllama-llara-debian")
+step g8-dev-scifact "$RESULTS/dev_small.json" evaluate "$RESULTS/dev_small.json" "$WORK" \
+  --collections beir-scifact-dev:train-dev "${dense[@]}" \
+  --rerankers "rankllama-scifact=$CKPT/rankllama-scifact" "rankllama-debian=$CKPT/rankllama-debian"
+step g8-dev-debian "$RESULTS/debian_dev.json" evaluate "$RESULTS/debian_dev.json" "$DATA" \
+  --collections debian-descriptions:dev --dense "repllama-debian=$CKPT/repllama-debian" \
+  "repllama-llara-debian=$CKPT/repllama-llara-debian"
+step g8-choose "$RESULTS/dev_choice.json" "$PY" scripts/choose_on_dev.py --dev "$RESULTS/dev_small.json" \
+  --collection beir-scifact-dev --rerankers rankllama-scifact rankllama-debian --checkpoints "$CKPT" \
+  --link rankllama-smollm2 --output "$RESULTS/dev_choice.json"
+step g9-test "$RESULTS/evaluate_small.json" evaluate "$RESULTS/evaluate_small.json" "$DATA" --split test \
+  --collections beir-scifact cranfield "${dense[@]}" --rerankers "rankllama-smollm2=$CKPT/rankllama-smollm2"
+
+"$PY" - "$TIMINGS" "$RESULTS/reproduce_timings.json" <<'EOF'
+import json, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
+steps = [{"part": p, "step": s, "seconds": int(t)} for p, s, t in rows]
+gpu = sum(r["seconds"] for r in steps if r["part"] == "gpu")
+json.dump({"steps": steps, "gpu_seconds_sum_of_steps": gpu}, open(sys.argv[2], "w"), indent=1)
+for r in steps:
+    print(f"{r['part']:<4} {r['step']:<40} {r['seconds']:>6} s", file=sys.stderr)
+print(f"GPU steps: {gpu} s in all (parallel phases overlap, so the wall time is less)", file=sys.stderr)
+EOF
+log "done: checkpoints in $CKPT, results in $RESULTS"
