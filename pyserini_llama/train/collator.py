@@ -70,13 +70,12 @@ class EmbeddingCollator:
         self.bucket_tokens = bucket_tokens
 
     def __call__(self, groups: List[Group]) -> Dict[str, Dict]:
-        from ..encoders.inputs import format_passage, format_query, pad_id, tokenize_for_embedding
+        from ..encoders.inputs import pad_id, passage_token_ids, query_token_ids
 
         cfg = self.config
-        queries = [format_query(query, cfg) for query, _ in groups]
-        passages = [format_passage(doc.title, doc.text, cfg) for _, docs in groups for doc in docs]
-        q_ids = tokenize_for_embedding(self.tokenizer, queries, cfg.query_max_length, cfg.append_eos)
-        p_ids = tokenize_for_embedding(self.tokenizer, passages, cfg.passage_max_length, cfg.append_eos)
+        # the inference rows, layout included: a checkpoint sees at search time the tokens it trained on
+        q_ids = query_token_ids(self.tokenizer, cfg, [query for query, _ in groups])
+        p_ids = passage_token_ids(self.tokenizer, cfg, [doc for _, docs in groups for doc in docs])
         pad = pad_id(self.tokenizer)
         return {"query": pad_batch(q_ids, pad, cfg.padding_side, self.pad_to_multiple_of),
                 "passage": pad_rows(p_ids, pad, cfg.padding_side, self.pad_to_multiple_of, self.bucket_tokens)}

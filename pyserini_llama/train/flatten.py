@@ -28,7 +28,8 @@ from .. import cli
 from ..errors import UserError
 from ..models.config import CheckpointConfig
 from ..models.hub import resolve_model_path
-from ..models.load import adapter_base_model, is_adapter, read_json
+from ..data.jsonl import read_json_object
+from ..models.load import adapter_base_model, is_adapter
 
 # where a task's peft wrapper puts the decoder's modules
 PREFIX = {"FEATURE_EXTRACTION": "base_model.model.", "SEQ_CLS": "base_model.model.model.",
@@ -56,7 +57,7 @@ def adapter_chain(checkpoint: Path) -> Tuple[List[Path], str]:
 def read_adapter(folder: Path) -> Tuple[dict, Dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
 
-    config = read_json(folder / "adapter_config.json")
+    config = read_json_object(folder / "adapter_config.json", "adapter config")
     if config.get("use_dora") or config.get("use_rslora") or config.get("peft_type", "LORA") != "LORA":
         raise UserError(f"{folder}: only plain LoRA adapters can be flattened")
     if config.get("task_type") not in PREFIX:
