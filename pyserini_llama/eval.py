@@ -8,7 +8,6 @@ Example::
 from __future__ import annotations
 
 import json
-import sys
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from .data.beir import Qrels, load_qrels

@@ -61,6 +61,9 @@ def convert_to_jsoncollection(corpus: PathLike, output: PathLike, overwrite: boo
 
 
 SOURCE_NAME = "pyserini_llama.source.json"  # inside an index we built: the corpus it was built from
+# What a Lucene index folder holds (segments, per-segment files, the lock, our source record): a folder with
+# anything else is someone's and is never replaced.
+LUCENE_FILES = ("segments_*", "segments.gen", "write.lock", "_*", SOURCE_NAME)
 
 
 def index_source(corpus: PathLike) -> dict:
@@ -85,7 +88,8 @@ def build_lucene_index(corpus: PathLike, index_dir: PathLike, threads: int = 2, 
     index_dir = Path(index_dir)
     env = java_environment()
     source = index_source(corpus)
-    with tempfile.TemporaryDirectory(prefix="jsoncollection-") as tmp, atomic_dir(index_dir, overwrite) as out:
+    with tempfile.TemporaryDirectory(prefix="jsoncollection-") as tmp, \
+            atomic_dir(index_dir, overwrite, owns=LUCENE_FILES) as out:
         convert_to_jsoncollection(corpus, Path(tmp) / "docs.jsonl")
         cmd = [sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection",
                "--input", tmp, "--index", str(out), "--generator", "DefaultLuceneDocumentGenerator",
@@ -105,6 +109,8 @@ def ensure_lucene_index(corpus: PathLike, index_dir: PathLike, threads: int = 2,
     rebuilt when it is ours (or with ``overwrite``), refused otherwise.
     """
     index_dir = Path(index_dir)
+    if index_dir.exists() and not index_dir.is_dir():
+        raise UserError(f"{index_dir}: is a file; give the path of a folder to write")
     if index_dir.exists() and not overwrite:
         recorded = None
         if (index_dir / SOURCE_NAME).is_file():
@@ -113,8 +119,8 @@ def ensure_lucene_index(corpus: PathLike, index_dir: PathLike, threads: int = 2,
             except (json.JSONDecodeError, UnicodeDecodeError):
                 recorded = {}
         if recorded is None:
-            raise UserError(f"{index_dir}: exists but was not built from this corpus by this program; pass "
-                            f"--overwrite to rebuild it, or another index folder")
+            raise UserError(f"{index_dir} already exists and was not built by this program; give another index "
+                            f"folder, or pass --overwrite to rebuild it")
         if recorded == index_source(corpus) and is_lucene_index(index_dir):
             return index_dir
     return build_lucene_index(corpus, index_dir, threads=threads, overwrite=True)

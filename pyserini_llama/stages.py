@@ -21,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from .data.atomic import atomic_write, check_writable_folder
 from .data.trec import Run, load_run, write_run
@@ -71,6 +71,9 @@ class StageCache:
         run = compute()
         seconds = time.perf_counter() - start
         write_run(run, path, tag=slug(kind))
+        # what later stages use is what the file holds (scores to 6 decimals), so a rerun that reads the cached
+        # file computes exactly what this run computes from it: cached = fresh, byte for byte
+        run = load_run(path, allow_empty=True)
         with atomic_write(meta) as f:
             f.write(json.dumps({"stage": name, "seconds": seconds, "key": key}, indent=1, default=str) + "\n")
         return Stage(name, run, seconds, False, path, key)

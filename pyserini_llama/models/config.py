@@ -88,13 +88,9 @@ class CheckpointConfig:
         path = Path(folder, CONFIG_NAME)
         if not path.is_file():
             return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(path, f"malformed JSON ({e.msg})", e.lineno) from None
-        except (UnicodeDecodeError, OSError) as e:
-            raise DataError(path, f"cannot be read ({e})") from None
-        return cls.from_dict(data, path)
+        from .load import read_json
+
+        return cls.from_dict(read_json(path), path)
 
 
 def _check(value: Any, hint: Any) -> bool:

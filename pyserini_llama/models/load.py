@@ -77,13 +77,16 @@ def is_adapter(folder: Path) -> bool:
 
 
 def read_json(path: Path) -> dict:
-    """A JSON object from ``path``; anything else is a DataError naming the file (and line)."""
+    """A JSON object from ``path`` (a UTF-8 byte-order mark is allowed, as Python's ``utf-8-sig`` reads it);
+    anything else is a DataError naming the file (and line)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(path, f"malformed JSON ({e.msg})", e.lineno) from None
-    except (UnicodeDecodeError, OSError) as e:
-        raise DataError(path, f"cannot be read ({e})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DataError(path, f"cannot be read ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise DataError(path, f"expected a JSON object, got {type(data).__name__}")
     return data
@@ -212,9 +215,11 @@ def _from_pretrained(task: str, folder: Path, kwargs: dict, trust_remote_code: b
         # the base lacks the task head (e.g. RankLLaMA's score layer): the adapter supplies it, so
         # transformers' "newly initialized" report would only mislead
         hf_logging.set_verbosity_error()
+    from safetensors import SafetensorError
+
     try:
         return model_cls.from_pretrained(str(folder), **kwargs)
-    except (OSError, ValueError) as e:  # unreadable weights, a config transformers cannot parse
+    except (OSError, ValueError, SafetensorError) as e:  # unreadable or cut weights, a config it cannot parse
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(f"{folder}: cannot load the model ({first})") from None
     finally:
@@ -225,7 +230,10 @@ def _merge_adapter(model, base: Path, adapter: Path, task: str):
     from peft import PeftModel
 
     check_weights_safe(adapter)
-    read_json(adapter / "adapter_config.json")  # malformed: one line naming the file, not peft's traceback
+    config = read_json(adapter / "adapter_config.json")  # malformed: one line naming the file, not a traceback
+    for key in ("r", "lora_alpha"):
+        if key in config and (not isinstance(config[key], int) or isinstance(config[key], bool)):
+            raise DataError(adapter / "adapter_config.json", f"{key!r} must be an integer, got {config[key]!r}")
     if task == "sequence-classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = 0
     try:

@@ -90,8 +90,13 @@ def load_yaml_entries(dirs: Iterable[PathLike]) -> List[tuple]:
         if not folder.is_dir():
             raise UserError(f"{folder}: no such folder of definitions")
         for path in sorted(folder.glob("*.yaml")):
+            raw = path.read_bytes()
             try:
-                data = yaml.safe_load(path.read_text())
+                text = raw.decode("utf-8-sig")  # a byte-order mark is allowed, as YAML readers allow it
+            except UnicodeDecodeError as e:
+                raise DataError(path, f"not valid UTF-8 ({e.reason})", raw[:e.start].count(b"\n") + 1) from None
+            try:
+                data = yaml.safe_load(text)
             except yaml.YAMLError as e:
                 mark = getattr(e, "problem_mark", None)
                 raise DataError(path, f"invalid YAML: {getattr(e, 'problem', e)}",
@@ -142,6 +147,9 @@ class IndexDescriptor:
         return "+".join(s for s, ok in (("download", self.urls), ("recipe", self.recipe)) if ok)
 
 
+# the options recipes read (the dense and Lucene builders below), with their types
+RECIPE_TYPES = {"kind": str, "collection": str, "checkpoint": str, "encoder": str, "dtype": str, "max_length": int,
+                "max_tokens_per_batch": int, "threads": int}
 ENTRY_TYPES = {"name": str, "description": str, "type": str, "collection": str, "model": str, "dimension": int,
                "dtype": str, "documents": int, "size": int, "md5": str, "urls": list, "recipe": dict}
 
@@ -156,6 +164,17 @@ def _check_entry_types(entry: dict, path: Path) -> None:
         raise DataError(path, f"index {entry.get('name')!r}: type must be 'lucene' or 'faiss'")
     if not all(isinstance(u, str) for u in entry.get("urls") or []):
         raise DataError(path, f"index {entry.get('name')!r}: urls must be a list of strings")
+    for key, value in (entry.get("recipe") or {}).items():
+        expected = RECIPE_TYPES.get(key)
+        if expected is None:
+            raise DataError(path, f"index {entry.get('name')!r}: unknown recipe option {key!r} (known: "
+                                  f"{', '.join(RECIPE_TYPES)})")
+        if value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise DataError(path, f"index {entry.get('name')!r}: recipe option {key!r} must be "
+                                  f"{expected.__name__}, got {value!r}")
+        if expected is int and value is not None and value < 1:
+            raise DataError(path, f"index {entry.get('name')!r}: recipe option {key!r} must be at least 1, "
+                                  f"got {value}")
 
 
 def load_registry(extra_dirs: Sequence[PathLike] = ()) -> Dict[str, IndexDescriptor]:
@@ -219,10 +238,12 @@ def _discard(name: str) -> None:
 
 def _clear_for_writing(name: str, overwrite: bool) -> bool:
     """False when a finished copy is cached (and may be kept); else discard leftovers and make room."""
+    from ..data.atomic import check_writable_folder
+
+    check_writable_folder(index_cache_dir())  # a cache path under a file, or read-only: said before any work
     if is_cached(name) and not overwrite:
         return False
     _discard(name)
-    index_path(name).parent.mkdir(parents=True, exist_ok=True)
     return True
 
 
@@ -295,13 +316,19 @@ def build_index_from_recipe(descriptor: IndexDescriptor, data_dir: Optional[str]
     if kind not in RECIPES:
         raise UserError(f"index {descriptor.name!r}: unknown recipe kind {kind!r} "
                         f"(known: {', '.join(sorted(RECIPES))})")
-    target = index_path(descriptor.name)
-    if not _clear_for_writing(descriptor.name, overwrite):
-        return target
-    folder = resolve_collection(recipe.pop("collection", descriptor.collection), data_dir)
+    from ..data.beir import validate_corpus
     from ..runtime import resolve_device
 
-    RECIPES[kind](descriptor, recipe, folder.corpus_path, target, resolve_device(device))
+    target = index_path(descriptor.name)
+    if is_cached(descriptor.name) and not overwrite:
+        return target
+    # everything the recipe needs is checked before the cached copy is discarded and a model loads
+    device = resolve_device(device)
+    folder = resolve_collection(recipe.pop("collection", descriptor.collection), data_dir)
+    validate_corpus(folder.corpus_path)
+    if not _clear_for_writing(descriptor.name, overwrite):
+        return target
+    RECIPES[kind](descriptor, recipe, folder.corpus_path, target, device)
     if not target.is_dir():
         raise UserError(f"index {descriptor.name!r}: recipe {kind!r} did not create {target}")
     _write_manifest(descriptor, "recipe", recipe=dict(descriptor.recipe), corpus=str(folder.corpus_path),

@@ -13,6 +13,8 @@ import argparse
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Dict, Optional, Sequence
 
+from ..cli import ArgumentParser, non_negative_float, non_negative_int
+
 LORA_TARGET_MODULES = "q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"  # the papers': every projection but k
 
 
@@ -105,6 +107,9 @@ def _add_field(parser: argparse._ActionsContainer, f, default: Any) -> None:
             parser.add_argument(flag, dest=f.name, action="store_true", help=help_text)
     else:
         kind = f.metadata.get("type", type(default))
+        # every number here is a count, a length, a rate or a weight: never negative, never nan or inf (a bad
+        # value is argparse's one-line error naming the option); only the seed may be any integer
+        kind = {int: non_negative_int if f.name != "seed" else int, float: non_negative_float}.get(kind, kind)
         parser.add_argument(flag, dest=f.name, type=kind, default=default, choices=f.metadata.get("choices"),
                             help=f"{help_text} (default: {default})")
 
@@ -113,7 +118,7 @@ def build_parser(prog: str, description: str, defaults: Optional[Dict[str, Any]]
                  exclude: Sequence[str] = ()) -> argparse.ArgumentParser:
     """A parser over all three dataclasses; ``defaults`` overrides per trainer, ``exclude`` hides options."""
     defaults = defaults or {}
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     for title, cls in GROUPS:
         group = parser.add_argument_group(title)
         for f in fields(cls):
@@ -149,6 +154,8 @@ def validate(args: TrainArguments) -> None:
         raise UserError("--group-size must be at least 2 (one positive and one negative)")
     if args.training.learning_rate <= 0 or args.training.temperature <= 0:
         raise UserError("--learning-rate and --temperature must be positive")
+    if args.model.lora_dropout >= 1 or args.training.pad_to_multiple_of < 1 or args.model.lora_alpha < 1:
+        raise UserError("--lora-dropout must be below 1, --pad-to-multiple-of and --lora-alpha at least 1")
     if "test" in args.data.split.lower():
         raise UserError(f"refusing to train on split {args.data.split!r}: test judgments are for evaluation "
                         f"only; use --split train")

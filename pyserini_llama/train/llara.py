@@ -127,6 +127,7 @@ class ExampleData:
 
 
 def build_parser():
+    from ..cli import non_negative_float, positive_int
     from .arguments import build_parser as build_training_parser
 
     data_fields = ("collection", "data_dir", "split", "negatives", "group_size", "query_max_length",
@@ -143,20 +144,20 @@ def build_parser():
                    help="corpus JSONL files or BEIR folders (text only: no queries, no judgments are read)")
     g.add_argument("--format", default="released", choices=sorted(PROMPT_FORMATS),
                    help="prompt format: 'released' (8 added tokens per suffix) or 'paper' (default: released)")
-    g.add_argument("--max-length", type=int, default=128,
+    g.add_argument("--max-length", type=positive_int, default=128,
                    help="tokens per row, both suffixes included (the reference's cutoff_len; default: 128)")
-    g.add_argument("--chunk-words", type=int, default=64,
+    g.add_argument("--chunk-words", type=positive_int, default=64,
                    help="sentences are packed into chunks of at most this many words (default: 64)")
     g.add_argument("--keep-stop-words", action="store_true",
                    help="keep stop words in the bag-of-words targets (the reference removes them)")
-    g.add_argument("--lm-weight", type=float, default=1.0,
+    g.add_argument("--lm-weight", type=non_negative_float, default=1.0,
                    help="weight of the next-token loss on the input tokens (reference: 1; 0 for pure BoW)")
-    g.add_argument("--bow-weight", type=float, default=0.1,
+    g.add_argument("--bow-weight", type=non_negative_float, default=0.1,
                    help="weight of the averaged EBAE/EBAR bag-of-words loss (reference: 0.1)")
     g.add_argument("--lora", action="store_true",
                    help="train a LoRA adapter (merged into the exported model) instead of all parameters")
-    g.add_argument("--query-max-length", type=int, default=64, help="saved in the checkpoint config")
-    g.add_argument("--passage-max-length", type=int, default=512, help="saved in the checkpoint config")
+    g.add_argument("--query-max-length", type=positive_int, default=64, help="saved in the checkpoint config")
+    g.add_argument("--passage-max-length", type=positive_int, default=512, help="saved in the checkpoint config")
     return parser
 
 

@@ -29,9 +29,12 @@ class TaskSpec:
 
 
 def pick_device(requested, dist_info: DistInfo) -> str:
-    if requested:
-        return f"cuda:{dist_info.local_rank}" if requested == "cuda" and dist_info.world_size > 1 else requested
-    return f"cuda:{dist_info.local_rank}" if torch.cuda.is_available() else "cpu"
+    from ..runtime import resolve_device
+
+    device = resolve_device(requested or "auto")  # --device cuda without a GPU: the same error as every CLI
+    if device.startswith("cuda") and dist_info.world_size > 1:
+        return f"cuda:{dist_info.local_rank}"
+    return device
 
 
 def export_checkpoint(model, tokenizer, config: CheckpointConfig, folder: Path, base_model: str) -> None:
