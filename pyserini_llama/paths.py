@@ -87,8 +87,9 @@ def exclusive(lock: PathLike, what: str) -> Iterator[None]:
             owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
             raise UserError(f"{what} is being written by another process{f' (pid {owner})' if owner else ''}; "
                             f"wait for it to finish, or write somewhere else") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it, for the message above; a full disk is said later
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the lock

@@ -69,7 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from .data.atomic import check_output_path
     from .data.collections import open_topics
-    from .data.documents import open_documents
+    from .data.documents import fetch_documents, open_documents
     from .data.trec import load_run, write_run
     from .rerankers.rankllama import RankLlamaReranker, check_rerank_inputs
     from .runtime import resolve_device
@@ -79,7 +79,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run = select_queries(load_run(args.run), args.qids, args.max_queries)
     topics = open_topics(args.topics, split=args.split)
     check_rerank_inputs(topics, run, args.hits)
-    docs = open_documents(args.index, {d for hits in run.values() for d, _ in hits[:args.hits]})
+    wanted = {d for hits in run.values() for d, _ in hits[:args.hits]}
+    docs = open_documents(args.index, wanted)
+    if not args.skip_missing:  # found now, not after the model has loaded
+        missing = fetch_documents(docs, wanted)[1]
+        if missing:
+            raise UserError(f"{len(missing)} documents of the run are not in the corpus (e.g. {missing[0]!r}); is it "
+                            f"the right corpus? (--skip-missing keeps them, unscored)")
     reranker = RankLlamaReranker.from_checkpoint(args.reranker, device=device, dtype=args.dtype,
                                                  trust_remote_code=args.trust_remote_code,
                                                  batch_tokens=args.batch_tokens, compile=args.compile)

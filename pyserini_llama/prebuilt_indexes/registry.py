@@ -99,8 +99,8 @@ def load_yaml_entries(dirs: Iterable[PathLike]) -> List[tuple]:
                 data = yaml.safe_load(text)
             except yaml.YAMLError as e:
                 mark = getattr(e, "problem_mark", None)
-                raise DataError(path, f"invalid YAML: {getattr(e, 'problem', e)}",
-                                mark.line + 1 if mark else None) from None
+                problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line, whatever it said
+                raise DataError(path, f"invalid YAML: {problem}", mark.line + 1 if mark else None) from None
             pairs.extend((entry, path) for entry in expand_entries(data, path))
     return pairs
 
