@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Tuple
@@ -237,7 +238,18 @@ def _merge_adapter(model, base: Path, adapter: Path, task: str):
     if task == "sequence-classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = 0
     try:
-        model = PeftModel.from_pretrained(model, str(adapter))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            model = PeftModel.from_pretrained(model, str(adapter))
+        # peft only warns when the adapter's weights found no place in the model (another architecture or head):
+        # merging would then silently use the base model alone
+        missing = [str(w.message) for w in said if str(w.message).startswith("Found missing adapter keys")]
+        if missing:
+            keys = missing[0].split(": ", 1)[-1][:120]
+            raise UserError(f"{adapter}: adapter does not fit base model {base} (its weights found no place in "
+                            f"it: {keys})")
+        for w in said:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     except RuntimeError as e:  # size mismatches: an adapter trained for another base model
         first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise UserError(f"{adapter}: adapter does not fit base model {base} ({first}); "

@@ -227,7 +227,7 @@ def parse_regression(entry: dict, path: Path) -> Regression:
 
 def load_definitions(dirs: Optional[Sequence[PathLike]] = None) -> Dict[str, Regression]:
     """Definitions from ``dirs`` (default: the packaged ones), by name; duplicate names are an error."""
-    from ..prebuilt_indexes.registry import load_yaml_entries
+    from ..data.definitions import load_yaml_entries
 
     definitions: Dict[str, Regression] = {}
     for entry, path in load_yaml_entries(dirs or [PACKAGED]):
@@ -311,7 +311,7 @@ def _yaml_item(regression: Regression):
     """The definition file's data, the item that defines ``regression`` in it, and whether it is a template's."""
     import yaml
 
-    from ..prebuilt_indexes.registry import expand_entries
+    from ..data.definitions import expand_entries
 
     path = regression.source
     data = yaml.safe_load(path.read_text())

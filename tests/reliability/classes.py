@@ -182,8 +182,9 @@ def output_cases(cli: Cli) -> List[Case]:
         cases.append(Case(f"{name}:disk-full", cli, "os-error", faults=lambda p, tmp: [("disk_full", str(tmp / "out"))],
                           status=EXIT_OS, early=False, needs_java=cli.java,
                           message=r"^error: {tmp}/out/\S*: No space left on device", slot=slot.name))
+        # an unwritable output is found before the work (before any model loads), not after it
         cases.append(Case(f"{name}:read-only", cli, "os-error", faults=lambda p, tmp: [("read_only", str(tmp / "out"))],
-                          status=EXIT_OS, early=False, needs_java=cli.java,
+                          status=EXIT_OS, needs_java=cli.java,
                           message=r"^error: {tmp}/out\S*: Read-only file system", slot=slot.name))
         if not slot.replaceable and not slot.exists_ok:
             cases.append(Case(f"{name}:finished-by-another-process", cli, "concurrent-writer",

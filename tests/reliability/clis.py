@@ -174,8 +174,8 @@ CLIS: List[Cli] = [
         [Slot("registry", "registry"), Slot("collection", "beir", members=()),
          Slot("entry", "dir", file="cache/indexes/toy.download", exists_ok=True, replaceable=True,
               resumable=(r"cache/indexes/[^/]*\.part",))],
-        lambda p, w: ["--fetch", "toy.download", "--registry", p.registry, "--quiet"],
-        env=lambda p, tmp: {"PYSERINI_CACHE": str(p.entry.parent.parent)}, observe=index_bytes("entry")),
+        lambda p, w: ["--fetch", "toy.download", "--registry", p.registry, "--quiet", "--device", "cpu"],
+        env=lambda p, tmp: {"PYSERINI_CACHE": str(p.entry.parent.parent)}, observe=index_bytes("entry"), device=True),
     Cli("regressions", "pyserini_llama.regressions",  # the corpus is read by the commands, not by the runner
         [Slot("definitions", "definitions"), Slot("collection", "beir", members=BEIR_TEST[1:]),
          Slot("qrels", "qrels-trec"), Slot("run", "run"), Slot("work", "dir", exists_ok=True, replaceable=True),

@@ -6,8 +6,9 @@ Each case lays out clean inputs, breaks one thing, runs the command, and checks 
 every file that existed before unchanged, and no model loaded before an input error was found. An input the
 ecosystem reads (a BOM, CRLF, extra TSV columns) must give exactly the clean input's result.
 
-``RELIABILITY_SAMPLE=N`` keeps N cases of each (command, class) pair, evenly spread over its list; with ``RELIABILITY_SOURCE`` (see
-:mod:`runner`) that surveys an older version of the code (``scripts/reliability_report.py --against``).
+``RELIABILITY_SAMPLE=N`` keeps N cases of each (command, class) pair, evenly spread over its list; with
+``RELIABILITY_SOURCE`` (see :mod:`runner`) that surveys an older version of the code
+(``scripts/reliability_report.py --against``).
 """
 from __future__ import annotations
 

@@ -36,8 +36,9 @@ def encoder(world):
 
 def _corpus(path: Path, edit: str = "") -> Path:
     lines = corpus_lines()
-    if edit:  # the same number of bytes, other words: a path-and-size key cannot see it
-        lines[-1] = lines[-1].replace("model", edit)
+    if edit:  # the same number of bytes, another first word: a path-and-size key cannot see it
+        assert len(edit) == len("Pressure")
+        lines[-1] = lines[-1].replace("Pressure", edit)
     return write_lines(path, lines)
 
 
@@ -72,7 +73,7 @@ def test_a_same_size_edit_of_the_corpus_is_not_resumed(encoder, tmp_path, monkey
     index = tmp_path / "index"
     _killed_after_one_shard(encoder, corpus, index, monkeypatch)
     size = corpus.stat().st_size
-    _corpus(corpus, edit="mouse")
+    _corpus(corpus, edit="Pleasure")
     assert corpus.stat().st_size == size
     with pytest.raises(UserError, match=r"1 finished shard\(s\) of an unfinished run with other inputs or settings "
                                         r"\(corpus_sha256\); pass --overwrite"):
@@ -158,7 +159,7 @@ def test_cached_stages_are_keyed_by_what_determines_them(world, tmp_path, stage_
     other_model = _stage(cache, twin, corpus, queries, candidates)
     assert not other_model.cached and other_model.run != first.run
 
-    other_corpus = _corpus(tmp_path / "other" / "collection" / "corpus.jsonl", edit="mouse")
+    other_corpus = _corpus(tmp_path / "other" / "collection" / "corpus.jsonl", edit="Pleasure")
     other_collection = _stage(cache, world.model, other_corpus, queries, candidates)
     assert not other_collection.cached
 
@@ -236,7 +237,53 @@ def test_the_limited_corpus_follows_its_source(tmp_path):
     mtime = subset.stat().st_mtime_ns
     _subset_corpus_once(source, {"d6"}, 1, subset)
     assert subset.stat().st_mtime_ns == mtime  # unchanged inputs: kept (the group's indexes stay valid)
-    _corpus(source, edit="mouse")
+    _corpus(source, edit="Pleasure")
     _subset_corpus_once(source, {"d6"}, 1, subset)
-    assert subset.read_bytes() != first and b"mouse" in subset.read_bytes()
+    assert subset.read_bytes() != first and b"Pleasure" in subset.read_bytes()
 
+
+
+# --- the prebuilt-index cache ------------------------------------------------------------------------------
+
+def _registry(tmp_path: Path, entries: list) -> Path:
+    import yaml
+
+    folder = tmp_path / "registry"
+    folder.mkdir(exist_ok=True)
+    (folder / "test.yaml").write_text(yaml.safe_dump({"entries": entries}))
+    return folder
+
+
+def test_a_recipe_index_is_rebuilt_when_its_corpus_changes(world, tmp_path, monkeypatch):
+    from pyserini_llama.prebuilt_indexes.registry import build_index_from_recipe, get_descriptor
+    from world import write_beir
+
+    monkeypatch.setenv("PYSERINI_CACHE", str(tmp_path / "cache"))
+    collection = write_beir(tmp_path / "collection")
+    registry = _registry(tmp_path, world.registry_yaml(collection)["entries"][:1])
+    built = build_index_from_recipe(get_descriptor("toy.dense", [registry]), device="cpu")
+    first, mtime = (built / "index").read_bytes(), (built / "index").stat().st_mtime_ns
+    build_index_from_recipe(get_descriptor("toy.dense", [registry]), device="cpu")
+    assert (built / "index").stat().st_mtime_ns == mtime  # same inputs: the cached index is kept
+    _corpus(collection / "corpus.jsonl", edit="Pleasure")
+    build_index_from_recipe(get_descriptor("toy.dense", [registry]), device="cpu")
+    assert (built / "index").read_bytes() != first  # the corpus changed: built again, never served stale
+    fresh = build_index_from_recipe(get_descriptor("toy.dense", [registry]), device="cpu", overwrite=True)
+    assert (fresh / "index").read_bytes() == (built / "index").read_bytes()
+    reused("prebuilt recipe index", "kept while its recipe, corpus bytes and model are unchanged; else rebuilt")
+
+
+def test_a_downloaded_index_is_fetched_again_when_the_registry_names_another_archive(world, tmp_path, monkeypatch):
+    from pyserini_llama.prebuilt_indexes.registry import fetch_index, get_descriptor, read_manifest
+    from test_download import index_tarball, md5
+
+    monkeypatch.setenv("PYSERINI_CACHE", str(tmp_path / "cache"))
+    entry = world.registry_yaml(world.beir)["entries"][1]
+    first = fetch_index(get_descriptor("toy.download", [_registry(tmp_path, [entry])]), progress=False)
+    assert read_manifest("toy.download")["archive_md5"] == world.tarball_md5
+    newer = index_tarball(tmp_path / "newer", name="newer-index")
+    url = world.server.add("/newer-index.tar.gz", newer)
+    registry = _registry(tmp_path, [dict(entry, md5=md5(newer), urls=[url])])
+    again = fetch_index(get_descriptor("toy.download", [registry]), progress=False)
+    assert again == first and read_manifest("toy.download")["archive_md5"] == md5(newer)
+    reused("prebuilt download", "kept while the registry names the same archive (md5); else fetched again")
