@@ -83,9 +83,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     docs = open_documents(args.index, wanted)
     if not args.skip_missing:  # found now, not after the model has loaded
         missing = fetch_documents(docs, wanted)[1]
-        if missing:
-            raise UserError(f"{len(missing)} documents of the run are not in the corpus (e.g. {missing[0]!r}); is it "
-                            f"the right corpus? (--skip-missing keeps them, unscored)")
+        if missing:  # the reranker's own message, said before it loads
+            raise UserError(f"{len(missing)} documents of the run are not in the corpus (e.g. "
+                            f"{', '.join(map(repr, missing[:5]))}); is it the right corpus? (skipping missing "
+                            f"documents keeps them unscored)")
     reranker = RankLlamaReranker.from_checkpoint(args.reranker, device=device, dtype=args.dtype,
                                                  trust_remote_code=args.trust_remote_code,
                                                  batch_tokens=args.batch_tokens, compile=args.compile)
