@@ -46,7 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     t1 = time.perf_counter()
     run = bm25_search(index, queries, k=args.hits, k1=args.k1, b=args.b, threads=args.threads)
     t2 = time.perf_counter()
-    write_run(run, output, tag="bm25", overwrite=True)
+    write_run(run, output, tag="bm25", overwrite=args.overwrite)
     scores = evaluate(run, qrels, ("nDCG@10", "R@100", "R@1000", "MRR@10", "MAP"))
     print(f"{name} {args.split}: {len(queries)} queries, index {t1 - t0:.1f}s, search {t2 - t1:.1f}s -> {output}")
     print(format_table({f"bm25 (k1={args.k1}, b={args.b})": scores}))

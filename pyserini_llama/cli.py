@@ -78,6 +78,20 @@ def finite_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 # --- argument groups -------------------------------------------------------------------------------------
 
 def add_device(p: argparse.ArgumentParser, dtype: bool = True, compile: bool = False) -> None:
@@ -152,8 +166,10 @@ def describe_os_error(e: OSError) -> str:
 
 def run_cli(main: Callable[[Optional[Sequence[str]]], Optional[int]],
             argv: Optional[Sequence[str]] = None) -> NoReturn:
-    """Run a CLI ``main(argv)`` and exit with its status; every expected failure is one line on stderr."""
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "pyserini_llama"
+    """Run a CLI ``main(argv)`` and exit with its status; every expected failure is one line on stderr.
+
+    A module whose work survives an interrupt says how to continue it in ``RESUME_HINT``; the interrupt line
+    adds it (every other command has nothing to resume: its outputs appear only when complete)."""
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     quiet_third_parties("-v" in sys.argv[1:] or "--verbose" in sys.argv[1:])
     try:
@@ -161,7 +177,9 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], Optional[int]],
     except UserError as e:
         _fail(f"error: {e}", EXIT_USER_ERROR)
     except KeyboardInterrupt:
-        _fail(f"{prog}: interrupted; finished work is kept, rerun the same command to resume", EXIT_INTERRUPTED)
+        hint = getattr(sys.modules.get(getattr(main, "__module__", ""), None), "RESUME_HINT", "")
+        _fail("error: interrupted; no output was left half-written" + (f"; {hint}" if hint else ""),
+              EXIT_INTERRUPTED)
     except BrokenPipeError:
         _fail("", EXIT_FAILURE)
     except OSError as e:

@@ -22,7 +22,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     corpus = resolve_corpus(args.corpus)
     check_output_path(args.output, args.overwrite)
-    n = convert_to_jsoncollection(corpus, args.output, overwrite=True)
+    n = convert_to_jsoncollection(corpus, args.output, overwrite=args.overwrite)
     print(f"{n} documents -> {args.output}")
     return 0
 

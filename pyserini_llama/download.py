@@ -111,12 +111,19 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool) -> bool:
             offset = 0
         total = _total_size(resp, offset)
         mode = "ab" if offset else "wb"
-        with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                             unit_divisor=1024, desc=part.name[:-len(".part")],
-                                             disable=not progress, leave=False) as bar:
-            for block in iter(lambda: resp.read(CHUNK), b""):
-                out.write(block)
-                bar.update(len(block))
+        try:
+            with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+                                                 unit_divisor=1024, desc=part.name[:-len(".part")],
+                                                 disable=not progress, leave=False) as bar:
+                for block in iter(lambda: resp.read(CHUNK), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        except OSError as e:
+            if e.filename is not None or isinstance(e, TRANSIENT):
+                raise
+            from .data.atomic import named_os_error  # a full disk: name the file being written
+
+            raise named_os_error(e, part) from None
     return total is None or part.stat().st_size >= total
 
 

@@ -19,6 +19,8 @@ from typing import Optional, Sequence
 
 from . import cli
 
+RESUME_HINT = "a corpus encoding rerun with the same command continues from its finished shards"
+
 
 def build_parser():
     parser = cli.parser("python -m pyserini_llama.encode", __doc__)
@@ -53,10 +55,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .encoders.repllama import RepLlamaEncoder
     from .runtime import distributed_rank, resolve_device
 
+    # every input and the output are checked before the model loads (a 7B model takes minutes to load, and a
+    # malformed last line of a corpus must not wait for hours of encoding)
     device = resolve_device(args.device)
     if args.command == "corpus":
+        from .dense.index import INDEX_FILES, validate_corpus
+
         corpus = resolve_corpus(args.corpus)
-        check_output_dir(args.index, args.overwrite)
+        check_output_dir(args.index, args.overwrite, INDEX_FILES)
+        documents = validate_corpus(corpus)
     else:
         topics = open_topics(args.topics, split=args.split)
         check_output_path(Path(args.output) / "embedding.pkl", args.overwrite)
@@ -71,7 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .dense.index import build_index, read_index_info
 
         build_index(encoder, corpus, args.index, shard_size=args.shard_size, overwrite=args.overwrite,
-                    max_length=args.max_length)
+                    max_length=args.max_length, documents=documents)
         if distributed_rank()[0] == 0:
             info = read_index_info(args.index)
             print(f"wrote {args.index}: {info['count']} documents x {info['dimension']} dims "

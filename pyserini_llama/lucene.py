@@ -170,6 +170,9 @@ def convert_to_jsoncollection(corpus: PathLike, output: PathLike, overwrite: boo
 
 
 SOURCE_NAME = "pyserini_llama.source.json"  # inside an index we built: the corpus it was built from
+# What a Lucene index folder holds (segments, per-segment files, the lock, our source record): a folder with
+# anything else is someone's and is never replaced.
+LUCENE_FILES = ("segments_*", "segments.gen", "write.lock", "_*", SOURCE_NAME)
 
 
 def index_source(corpus: PathLike) -> dict:
@@ -184,7 +187,8 @@ def build_lucene_index(corpus: PathLike, index_dir: PathLike, threads: int = 2, 
     index_dir = Path(index_dir)
     env = java_environment()
     source = index_source(corpus)
-    with tempfile.TemporaryDirectory(prefix="jsoncollection-") as tmp, atomic_dir(index_dir, overwrite) as out:
+    with tempfile.TemporaryDirectory(prefix="jsoncollection-") as tmp, \
+            atomic_dir(index_dir, overwrite, owns=LUCENE_FILES) as out:
         convert_to_jsoncollection(corpus, Path(tmp) / "docs.jsonl")
         cmd = [sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection",
                "--input", tmp, "--index", str(out), "--generator", "DefaultLuceneDocumentGenerator",
@@ -207,6 +211,8 @@ def ensure_lucene_index(corpus: PathLike, index_dir: PathLike, threads: int = 2,
     warning saying so; one written by the previous Lucene major version is read as it is.
     """
     index_dir = Path(index_dir)
+    if index_dir.exists() and not index_dir.is_dir():
+        raise UserError(f"{index_dir}: is a file; give the path of a folder to write")
     if index_dir.exists() and not overwrite:
         recorded = None
         if (index_dir / SOURCE_NAME).is_file():

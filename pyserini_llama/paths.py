@@ -13,11 +13,12 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 from .errors import UserError
 
@@ -69,3 +70,26 @@ def remove_tree(path: PathLike, root: PathLike) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
+
+
+@contextlib.contextmanager
+def exclusive(lock: PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (created if needed) while the block runs; another process
+    holding it is a UserError naming ``what`` and that process. The lock dies with the process, so a killed
+    run never leaves a stale one behind."""
+    import fcntl
+
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            raise UserError(f"{what} is being written by another process{f' (pid {owner})' if owner else ''}; "
+                            f"wait for it to finish, or write somewhere else") from None
+        with contextlib.suppress(OSError):  # who holds it, for the message above; a full disk is said later
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -127,6 +127,7 @@ def describe_device(device: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from .data.atomic import atomic_write
+    from .data.beir import validate_corpus
     from .data.collections import resolve_collection
     from .runtime import on_gpu, resolve_device
     from .stages import (StageCache, bm25_stage, dense_stage, evaluate_stages, hybrid_stage, rerank_stage,
@@ -149,6 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     folder = resolve_collection(args.collection, args.data_dir)
     queries, qrels = folder.queries(args.split), folder.qrels(args.split)
+    validate_corpus(folder.corpus_path)  # a bad line is found now, not after the first stages ran
     selected = dict(list(queries.items())[:max_queries]) if max_queries else queries
     cache = StageCache(Path(args.work_dir or Path("runs") / slug(folder.root.name)), args.overwrite)
     corpus = folder.corpus_path

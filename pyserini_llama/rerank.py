@@ -73,7 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from .data.atomic import check_output_path
     from .data.collections import open_topics
-    from .data.documents import open_documents
+    from .data.documents import fetch_documents, open_documents
     from .data.trec import load_run
     from .rerankers.rankllama import RankLlamaReranker, check_rerank_inputs
     from .rerankers.sharding import prepare_parts, shard_run, write_sharded_run
@@ -86,8 +86,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_rerank_inputs(topics, run, args.hits)
     rank, world = distributed_rank()
     mine = shard_run(run, rank, world)  # under torchrun: this rank's queries (all of them otherwise)
+    wanted = {d for hits in mine.values() for d, _ in hits[:args.hits]}
+    docs = open_documents(args.index, wanted)
+    if not args.skip_missing:  # found now, not after the model has loaded
+        missing = fetch_documents(docs, wanted)[1]
+        if missing:  # the reranker's own message, said before it loads
+            raise UserError(f"{len(missing)} documents of the run are not in the corpus (e.g. "
+                            f"{', '.join(map(repr, missing[:5]))}); is it the right corpus? (skipping missing "
+                            f"documents keeps them unscored)")
     prepare_parts(args.output, world)
-    docs = open_documents(args.index, {d for hits in mine.values() for d, _ in hits[:args.hits]})
     reranker = RankLlamaReranker.from_checkpoint(args.reranker, device=device, dtype=args.dtype,
                                                  trust_remote_code=args.trust_remote_code,
                                                  batch_tokens=args.batch_tokens, compile=args.compile)

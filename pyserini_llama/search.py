@@ -55,17 +55,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .data.atomic import check_output_path
     from .data.collections import open_topics
     from .data.trec import write_run
-    from .dense.index import read_index_info
+    from .dense.index import check_index
     from .dense.search import DenseSearcher
     from .encoders.repllama import RepLlamaEncoder
     from .prebuilt_indexes.registry import resolve_index
     from .runtime import resolve_device
 
+    # every input and the output are checked before the model loads (a 7B model takes minutes)
     check_output_path(args.output, args.overwrite)
     device = resolve_device(args.device)
     topics = open_topics(args.topics, split=args.split)
     index = resolve_index(args.index)
-    name = args.encoder or (read_index_info(index) or {}).get("encoder")
+    name = args.encoder or (check_index(index) or {}).get("encoder")
+    if args.encoder:
+        check_index(index)
     if not name:
         raise UserError(f"{args.index}: the index does not record its encoder; pass --encoder")
     encoder = RepLlamaEncoder.from_checkpoint(name, device=device, dtype=args.dtype,

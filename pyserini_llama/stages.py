@@ -71,6 +71,9 @@ class StageCache:
         run = compute()
         seconds = time.perf_counter() - start
         write_run(run, path, tag=slug(kind))
+        # what later stages use is what the file holds (scores to 6 decimals), so a rerun that reads the cached
+        # file computes exactly what this run computes from it: cached = fresh, byte for byte
+        run = load_run(path, allow_empty=True)
         with atomic_write(meta) as f:
             f.write(json.dumps({"stage": name, "seconds": seconds, "key": key}, indent=1, default=str) + "\n")
         return Stage(name, run, seconds, False, path, key)
@@ -115,6 +118,10 @@ def dense_stage(cache: StageCache, checkpoint: str, corpus: Path, queries: Dict[
     With ``candidates`` only those documents are encoded and each query's candidates are re-scored by the dense
     model: the same scores as a full search, over a smaller candidate set.
     """
+    if index_dir is not None:  # a given index is checked (docids, NaN vectors) before any model loads
+        from .dense.index import check_index
+
+        check_index(index_dir)
     key = {"stage": "dense", "model": model_key(checkpoint), "corpus": file_sha256(corpus),
            "queries": queries_key(queries), "k": k, "passage_max_length": passage_max_length,
            "index": str(index_dir) if index_dir else None,

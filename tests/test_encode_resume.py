@@ -119,7 +119,7 @@ def test_changed_settings_and_existing_index(tmp_path, encoder, corpus, monkeypa
     with pytest.raises(Killed):
         build_index(encoder, corpus, index, shard_size=SHARD, progress=False)
     monkeypatch.undo()
-    with pytest.raises(UserError, match="1 finished shard.*other settings.*shard_size"):
+    with pytest.raises(UserError, match="1 finished shard.*other inputs or settings.*shard_size"):
         build_index(encoder, corpus, index, shard_size=SHARD + 1, progress=False)
     build_index(encoder, corpus, index, shard_size=SHARD + 1, overwrite=True, progress=False)
     with pytest.raises(UserError, match="already exists"):

@@ -58,17 +58,20 @@ def iter_jsonl(path: PathLike) -> Iterator[Tuple[int, dict]]:
 
 
 def read_json_object(path: PathLike, what: str = "JSON file") -> dict:
-    """A whole-file JSON object; a missing, unreadable, malformed or non-object file is a DataError naming it.
+    """A whole-file JSON object (a UTF-8 byte-order mark allowed, as editors on Windows write it); a missing,
+    unreadable, malformed or non-object file is a DataError naming it.
 
     ``what`` says what the file is for the message (``index info``, ``checkpoint config``, ...).
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except json.JSONDecodeError as e:
         raise DataError(path, f"malformed {what} ({e.msg})", e.lineno) from None
-    except (UnicodeDecodeError, OSError) as e:
-        raise DataError(path, f"cannot read {what} ({e})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"{what} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DataError(path, f"cannot read {what} ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise DataError(path, f"malformed {what}: expected a JSON object, got {type(data).__name__}")
     return data

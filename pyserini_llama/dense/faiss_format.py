@@ -213,5 +213,8 @@ def read_docids(path: PathLike) -> List[str]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no docid file (a Pyserini dense index folder holds 'index' and 'docid')")
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+    try:  # utf-8-sig: a byte-order mark is not part of the first id
+        with open(path, encoding="utf-8-sig") as f:
+            return [line.rstrip("\n") for line in f]
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not valid UTF-8 ({e.reason})") from None

@@ -28,6 +28,9 @@ from .inputs import format_query, pad_id, tokenize_for_embedding
 PathLike = Union[str, os.PathLike]
 ONNX_NAME = "model.onnx"
 DEFAULT_OPSET = 17
+# what an export folder holds: a folder with anything else is someone's and is not replaced
+EXPORT_FILES = (ONNX_NAME, "*.onnx.data", "tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+                "merges.txt", "chat_template.jinja", "pyserini_llama.json")
 
 
 def export_query_encoder(checkpoint: str, output: PathLike, opset: int = DEFAULT_OPSET,
@@ -54,7 +57,7 @@ def export_query_encoder(checkpoint: str, output: PathLike, opset: int = DEFAULT
         def forward(self, input_ids, attention_mask):
             return encoder.embed({"input_ids": input_ids, "attention_mask": attention_mask})
 
-    with atomic_dir(output, overwrite=overwrite) as tmp, warnings.catch_warnings():
+    with atomic_dir(output, overwrite=overwrite, owns=EXPORT_FILES) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's warnings concern branches on shapes we keep dynamic
         torch.onnx.export(Embedder().eval(), (sample["input_ids"], sample["attention_mask"]), str(tmp / ONNX_NAME),
                           input_names=["input_ids", "attention_mask"], output_names=["embedding"],
@@ -111,10 +114,13 @@ def main(argv=None) -> int:
     parser = cli.parser("python -m pyserini_llama.encoders.onnx", "Export a RepLLaMA query encoder to ONNX.")
     parser.add_argument("--checkpoint", required=True, help="checkpoint folder, built-in name or hub id")
     parser.add_argument("--output", required=True, help="folder to write (model.onnx + tokenizer + config)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument("--opset", type=cli.int_at_least(9), default=DEFAULT_OPSET)
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
+    from ..data.atomic import check_output_dir
+
+    check_output_dir(args.output, args.overwrite, EXPORT_FILES)  # before the model loads
     out = export_query_encoder(args.checkpoint, args.output, args.opset, args.overwrite, args.trust_remote_code)
     print(f"wrote {out / ONNX_NAME}")
     return 0

@@ -213,9 +213,11 @@ def _from_pretrained(task: str, folder: Path, kwargs: dict, trust_remote_code: b
         # the base lacks the task head (e.g. RankLLaMA's score layer): the adapter supplies it, so
         # transformers' "newly initialized" report would only mislead
         hf_logging.set_verbosity_error()
+    from safetensors import SafetensorError
+
     try:
         return model_cls.from_pretrained(str(folder), **kwargs)
-    except (OSError, ValueError) as e:  # unreadable weights, a config transformers cannot parse
+    except (OSError, ValueError, SafetensorError) as e:  # unreadable or cut weights, a config it cannot parse
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(f"{folder}: cannot load the model ({first})") from None
     finally:
@@ -241,7 +243,11 @@ def _merge_adapter(model, base: Path, adapter: Path, task: str):
 
     check_weights_safe(adapter)
     # a malformed config: one line naming the file, not peft's traceback
-    adapter_task = read_json_object(adapter / "adapter_config.json", "adapter config").get("task_type")
+    config = read_json_object(adapter / "adapter_config.json", "adapter config")
+    adapter_task = config.get("task_type")
+    for key in ("r", "lora_alpha"):
+        if key in config and (not isinstance(config[key], int) or isinstance(config[key], bool)):
+            raise DataError(adapter / "adapter_config.json", f"{key!r} must be an integer, got {config[key]!r}")
     if task == "sequence-classification" and model.config.pad_token_id is None:
         model.config.pad_token_id = 0
     # An adapter trained on the bare decoder (RepLLaMA, LLaRA) loaded under a head (a reranker initialised from

@@ -50,6 +50,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="fetch or build again even when cached")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.device:  # --device cuda without a GPU: the same error as every command, whatever the action
+        from ..runtime import resolve_device
+
+        resolve_device(args.device)
 
     if args.list:
         print(f"index cache: {index_cache_dir()}")

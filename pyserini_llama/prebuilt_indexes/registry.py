@@ -15,17 +15,16 @@ Example::
 """
 from __future__ import annotations
 
-import copy
 import datetime
 import json
 import logging
 import os
-import string
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from ..data.atomic import atomic_write
+from ..data.definitions import load_yaml_entries
 from ..errors import DataError, UserError
 from ..paths import owned_path, remove_tree, safe_name
 
@@ -34,72 +33,6 @@ log = logging.getLogger(__name__)
 PACKAGED = Path(__file__).resolve().parent
 DESCRIPTOR_KEYS = {"name", "description", "type", "collection", "model", "dimension", "dtype", "documents",
                    "size", "md5", "urls", "recipe"}
-
-
-def expand_entries(data: Any, path: Path) -> List[dict]:
-    """The entries of a YAML file: one mapping, a list under ``entries``, or a ``template`` + ``each`` pair.
-
-    ``template`` strings may use ``${var}``; each item of ``each`` gives ``vars`` to substitute and fields that
-    override the template's (mappings are merged). Other braces (``{work}``) are left for later stages.
-    """
-    if isinstance(data, dict) and "template" in data:
-        template, items = data["template"], data.get("each") or []
-        if not isinstance(template, dict) or not isinstance(items, list):
-            raise DataError(path, "'template' must be a mapping and 'each' a list")
-        entries = []
-        for item in items:
-            if not isinstance(item, dict) or not isinstance(item.get("vars") or {}, dict):
-                raise DataError(path, "each item of 'each' must be a mapping (with 'vars' a mapping)")
-            item = dict(item)
-            variables = {k: str(v) for k, v in (item.pop("vars", None) or {}).items()}
-            entries.append(_merge(_substitute(copy.deepcopy(template), variables), item))
-        return entries
-    if isinstance(data, dict) and "entries" in data:
-        if not isinstance(data["entries"], list):
-            raise DataError(path, "'entries' must be a list")
-        return list(data["entries"])
-    if isinstance(data, dict):
-        return [data]
-    raise DataError(path, "expected a mapping (one entry), 'entries: [...]' or 'template' + 'each'")
-
-
-def _substitute(value: Any, variables: Dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return string.Template(value).safe_substitute(variables)
-    if isinstance(value, list):
-        return [_substitute(v, variables) for v in value]
-    if isinstance(value, dict):
-        return {k: _substitute(v, variables) for k, v in value.items()}
-    return value
-
-
-def _merge(base: dict, override: dict) -> dict:
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def load_yaml_entries(dirs: Iterable[PathLike]) -> List[tuple]:
-    """``(entry, file)`` pairs from every ``*.yaml`` file in ``dirs``, in name order."""
-    import yaml
-
-    pairs = []
-    for folder in dirs:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise UserError(f"{folder}: no such folder of definitions")
-        for path in sorted(folder.glob("*.yaml")):
-            try:
-                data = yaml.safe_load(path.read_text())
-            except yaml.YAMLError as e:
-                mark = getattr(e, "problem_mark", None)
-                raise DataError(path, f"invalid YAML: {getattr(e, 'problem', e)}",
-                                mark.line + 1 if mark else None) from None
-            pairs.extend((entry, path) for entry in expand_entries(data, path))
-    return pairs
 
 
 @dataclass
@@ -144,6 +77,9 @@ class IndexDescriptor:
         return "+".join(s for s, ok in (("download", self.urls), ("recipe", self.recipe)) if ok)
 
 
+# the options the built-in recipes read (the dense and Lucene builders below), with their types
+RECIPE_TYPES = {"kind": str, "collection": str, "checkpoint": str, "encoder": str, "dtype": str, "max_length": int,
+                "max_tokens_per_batch": int, "threads": int}
 ENTRY_TYPES = {"name": str, "description": str, "type": str, "collection": str, "model": str, "dimension": int,
                "dtype": str, "documents": int, "size": int, "md5": str, "urls": list, "recipe": dict}
 
@@ -158,6 +94,16 @@ def _check_entry_types(entry: dict, path: Path) -> None:
         raise DataError(path, f"index {entry.get('name')!r}: type must be 'lucene' or 'faiss'")
     if not all(isinstance(u, str) for u in entry.get("urls") or []):
         raise DataError(path, f"index {entry.get('name')!r}: urls must be a list of strings")
+    for key, value in (entry.get("recipe") or {}).items():
+        expected = RECIPE_TYPES.get(key)  # a registered recipe kind may read options of its own
+        if expected is None:
+            continue
+        if value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise DataError(path, f"index {entry.get('name')!r}: recipe option {key!r} must be "
+                                  f"{expected.__name__}, got {value!r}")
+        if expected is int and value is not None and value < 1:
+            raise DataError(path, f"index {entry.get('name')!r}: recipe option {key!r} must be at least 1, "
+                                  f"got {value}")
 
 
 def load_registry(extra_dirs: Sequence[PathLike] = ()) -> Dict[str, IndexDescriptor]:
@@ -215,10 +161,12 @@ def _discard(name: str) -> None:
 
 def _clear_for_writing(name: str, overwrite: bool) -> bool:
     """False when a finished copy is cached (and may be kept); else discard leftovers and make room."""
+    from ..data.atomic import check_writable_folder
+
+    check_writable_folder(index_cache_dir())  # a cache path under a file, or read-only: said before any work
     if is_cached(name) and not overwrite:
         return False
     _discard(name)
-    index_path(name).parent.mkdir(parents=True, exist_ok=True)
     return True
 
 
@@ -230,6 +178,8 @@ def fetch_index(descriptor: IndexDescriptor, progress: bool = True, overwrite: b
         raise UserError(f"index {descriptor.name!r} has no download; build it with "
                         f"python -m pyserini_llama.prebuilt_indexes --build {descriptor.name}")
     target = index_path(descriptor.name)
+    if is_cached(descriptor.name) and (read_manifest(descriptor.name) or {}).get("archive_md5") != descriptor.md5:
+        overwrite = True  # the registry now names another archive: the cached one is stale
     if not _clear_for_writing(descriptor.name, overwrite):
         return target
     fetch_archive(descriptor.urls, target, md5=descriptor.md5, progress=progress)
@@ -312,18 +262,38 @@ def build_index_from_recipe(descriptor: IndexDescriptor, data_dir: Optional[str]
     if kind not in RECIPES:
         raise UserError(f"index {descriptor.name!r}: unknown recipe kind {kind!r} "
                         f"(known: {', '.join(sorted(RECIPES))})")
-    target = index_path(descriptor.name)
-    if not _clear_for_writing(descriptor.name, overwrite):
-        return target
-    folder = resolve_collection(recipe.pop("collection", descriptor.collection), data_dir)
+    from ..data.beir import validate_corpus
     from ..runtime import resolve_device
 
-    RECIPES[kind](descriptor, recipe, folder.corpus_path, target, resolve_device(device))
+    # everything the recipe needs is checked before the cached copy is discarded and a model loads
+    target = index_path(descriptor.name)
+    device = resolve_device(device)
+    folder = resolve_collection(recipe.pop("collection", descriptor.collection), data_dir)
+    inputs = recipe_inputs(kind, descriptor, recipe, folder.corpus_path)
+    if is_cached(descriptor.name) and not overwrite and (read_manifest(descriptor.name) or {}).get("inputs") == inputs:
+        return target  # built from exactly these inputs; a cached copy made from others is built again
+    validate_corpus(folder.corpus_path)
+    if not _clear_for_writing(descriptor.name, True):
+        return target
+    RECIPES[kind](descriptor, recipe, folder.corpus_path, target, device)
     if not target.is_dir():
         raise UserError(f"index {descriptor.name!r}: recipe {kind!r} did not create {target}")
     _write_manifest(descriptor, "recipe", recipe=dict(descriptor.recipe), corpus=str(folder.corpus_path),
-                    index_md5=directory_md5(target), **_lucene_fields(descriptor, target))
+                    inputs=inputs, index_md5=directory_md5(target), **_lucene_fields(descriptor, target))
     return target
+
+
+def recipe_inputs(kind: str, descriptor: IndexDescriptor, options: dict, corpus: Path) -> dict:
+    """What a recipe's index depends on: the recipe, the corpus bytes and, for dense recipes, the model's
+    weights and settings (a retrained checkpoint of the same name makes another index)."""
+    from ..fingerprint import file_sha256
+
+    inputs = {"kind": kind, "recipe": options, "corpus_sha256": file_sha256(corpus)}
+    if kind == "dense":
+        from ..stages import model_key
+
+        inputs["model"] = model_key(options.get("checkpoint", descriptor.model))
+    return json.loads(json.dumps(inputs, default=str))
 
 
 def verify_index(name: str) -> bool:

@@ -17,7 +17,6 @@ from typing import Optional, Sequence
 
 from ..data.atomic import atomic_write
 from .. import cli
-from ..errors import UserError
 from .definitions import load_definitions, record_limited, record_measured, select
 from .runner import (Options, check_requirements, command_lines, dry_run_values, format_checks, format_result,
                      run_regression)
@@ -59,13 +58,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--definitions", nargs="+", metavar="DIR",
                         help="folders of definition YAML files (default: the packaged ones)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and requirements only")
-    parser.add_argument("--limit", type=int,
+    parser.add_argument("--limit", type=cli.positive_int,
                         help="run only the first N topics over a cut-down corpus (scores are compared only with "
                              "a definition's quick-check values for that limit and device kind)")
     parser.add_argument("--data-dir", help="where collections, topics and qrels live (default: ../shared/ir)")
     parser.add_argument("--work-dir", type=Path, help="where indexes and runs go (default: the cache)")
     parser.add_argument("--device", help="device for encoders and rerankers (default: cuda when available)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=cli.positive_int, default=2)
     parser.add_argument("--no-download", action="store_true", help="never download collections or indexes")
     parser.add_argument("--record", action="store_true",
                         help="write the measured numbers into the definition files, and make them the expected "
@@ -73,8 +72,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "of definitions that have none")
     parser.add_argument("--save", type=Path, metavar="JSON", help="write the results as JSON")
     args = parser.parse_args(argv)
-    if args.limit is not None and args.limit <= 0:
-        raise UserError(f"--limit must be positive, got {args.limit}")
+    if args.device:
+        from ..runtime import resolve_device
+
+        resolve_device(args.device)  # --device cuda without a GPU: the same error as every command, now
+    if args.save:
+        from ..data.atomic import check_output_path
+
+        check_output_path(args.save, overwrite=True)  # a results file is replaced by each run, by design
 
     definitions = load_definitions(args.definitions)
     if args.list:

@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..data.atomic import atomic_write
 from ..errors import DataError, UserError
+from ..paths import safe_name
 
 PathLike = Union[str, os.PathLike]
 PACKAGED = Path(__file__).resolve().parent
@@ -138,6 +139,9 @@ def _parse_metrics(value: Any, path: Path, name: str) -> List[MetricSpec]:
         expected, tolerance = spec.get("expected"), spec.get("tolerance", DEFAULT_TOLERANCE)
         if expected is not None and not isinstance(expected, (int, float)):
             raise DataError(path, f"regression {name!r}: metric {metric!r}: expected must be a number or null")
+        if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or not 0 <= tolerance < 1:
+            raise DataError(path, f"regression {name!r}: metric {metric!r}: tolerance must be a number in [0, 1), "
+                                  f"got {tolerance!r}")
         specs.append(MetricSpec(str(metric), None if expected is None else float(expected), float(tolerance)))
     return specs
 
@@ -178,7 +182,13 @@ def _parse_steps(value: Any, path: Path, name: str) -> List[Step]:
         if isinstance(item, str):
             steps.append(Step(item.strip()))
         elif isinstance(item, dict) and isinstance(item.get("cmd"), str) and set(item) <= {"cmd", "creates"}:
-            steps.append(Step(item["cmd"].strip(), item.get("creates")))
+            creates = item.get("creates")
+            # an output is made, replaced and deleted by the runner: it must lie inside the work folder
+            if creates is not None and (not isinstance(creates, str) or not creates.startswith("{work}/") or
+                                        ".." in Path(creates).parts):
+                raise DataError(path, f"regression {name!r}: creates must be a path under {{work}}/ without '..', "
+                                      f"got {creates!r}")
+            steps.append(Step(item["cmd"].strip(), creates))
         else:
             raise DataError(path, f"regression {name!r}: a command is a string or {{cmd, creates}}")
     return steps
@@ -197,6 +207,10 @@ def parse_regression(entry: dict, path: Path) -> Regression:
             raise DataError(path, f"regression {name!r}: missing field {key!r}")
     if entry["scale"] not in SCALES or entry["stage"] not in STAGES:
         raise DataError(path, f"regression {name!r}: scale must be one of {SCALES}, stage one of {STAGES}")
+    try:  # the group (else the name) names the work folder
+        safe_name(entry.get("group") or name, "regression group" if entry.get("group") else "regression name")
+    except UserError as e:
+        raise DataError(path, f"regression {name!r}: {e}") from None
     metrics = _parse_metrics(entry["metrics"], path, name)
     return Regression(
         name=name, description=str(entry["description"]).strip(), reproduces=str(entry["reproduces"]).strip(),
@@ -213,7 +227,7 @@ def parse_regression(entry: dict, path: Path) -> Regression:
 
 def load_definitions(dirs: Optional[Sequence[PathLike]] = None) -> Dict[str, Regression]:
     """Definitions from ``dirs`` (default: the packaged ones), by name; duplicate names are an error."""
-    from ..prebuilt_indexes.registry import load_yaml_entries
+    from ..data.definitions import load_yaml_entries
 
     definitions: Dict[str, Regression] = {}
     for entry, path in load_yaml_entries(dirs or [PACKAGED]):
@@ -297,7 +311,7 @@ def _yaml_item(regression: Regression):
     """The definition file's data, the item that defines ``regression`` in it, and whether it is a template's."""
     import yaml
 
-    from ..prebuilt_indexes.registry import expand_entries
+    from ..data.definitions import expand_entries
 
     path = regression.source
     data = yaml.safe_load(path.read_text())

@@ -24,20 +24,6 @@ from ..errors import UserError
 LORA_TARGET_MODULES = "q_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"  # the papers': every projection but k
 
 
-def positive_float(text: str) -> float:
-    value = cli.finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = cli.finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return value
-
-
 def _opt(default: Any, help: str, **extra: Any) -> Any:
     """A field with its CLI metadata: ``type`` (a cli validator), ``choices``, ``nargs``, and for options that are
     on by default ``off_flag`` (the flag that turns them off; default ``no-<name>``)."""
@@ -86,9 +72,9 @@ class CorpusArguments:
                             type=cli.positive_int)
     keep_stop_words: bool = _opt(False, "keep stop words in the bag-of-words targets (the reference removes them)")
     lm_weight: float = _opt(1.0, "weight of the next-token loss on the input tokens (reference: 1; 0 for pure "
-                                 "BoW)", type=non_negative_float)
+                                 "BoW)", type=cli.non_negative_float)
     bow_weight: float = _opt(0.1, "weight of the averaged EBAE/EBAR bag-of-words loss (reference: 0.1)",
-                             type=non_negative_float)
+                             type=cli.non_negative_float)
     query_max_length: int = _opt(64, "saved in the checkpoint config", type=cli.int_at_least(2))
     passage_max_length: int = _opt(512, "saved in the checkpoint config", type=cli.int_at_least(2))
 
@@ -101,7 +87,7 @@ class ModelArguments:
                       off_help="train a LoRA adapter (merged into the exported model) instead of all parameters")
     lora_r: int = _opt(32, "LoRA rank", type=cli.positive_int)
     lora_alpha: int = _opt(64, "LoRA alpha", type=cli.positive_int)
-    lora_dropout: float = _opt(0.1, "LoRA dropout", type=non_negative_float)
+    lora_dropout: float = _opt(0.1, "LoRA dropout", type=cli.non_negative_float)
     lora_target_modules: str = _opt(LORA_TARGET_MODULES, "comma-separated module names LoRA adapts")
     dtype: str = _opt("bfloat16", "compute dtype (bf16 autocast; LoRA keeps the frozen base in it)",
                       choices=["bfloat16", "float32"])
@@ -117,16 +103,16 @@ class ModelArguments:
 class TrainingArguments:
     output: str = field(metadata=dict(help="checkpoint folder to write (periodic checkpoints go inside it "
                                            "while training)"))
-    learning_rate: float = _opt(1e-4, "peak learning rate (AdamW)", type=positive_float)
-    weight_decay: float = _opt(0.0, "AdamW weight decay", type=non_negative_float)
+    learning_rate: float = _opt(1e-4, "peak learning rate (AdamW)", type=cli.positive_float)
+    weight_decay: float = _opt(0.0, "AdamW weight decay", type=cli.non_negative_float)
     warmup_steps: int = _opt(100, "linear warm-up steps, capped at 10%% of all steps", type=cli.non_negative_int)
     epochs: int = _opt(1, "passes over the training queries", type=cli.positive_int)
     max_steps: int = _opt(0, "stop after this many optimizer steps (0: derived from --epochs)",
                           type=cli.non_negative_int)
     batch_size: int = _opt(8, "queries per device per micro-batch", type=cli.positive_int)
     gradient_accumulation_steps: int = _opt(1, "micro-batches per optimizer step", type=cli.positive_int)
-    max_grad_norm: float = _opt(1.0, "gradient clipping (0: off)", type=non_negative_float)
-    temperature: float = _opt(0.01, "InfoNCE temperature (RepLLaMA)", type=positive_float)
+    max_grad_norm: float = _opt(1.0, "gradient clipping (0: off)", type=cli.non_negative_float)
+    temperature: float = _opt(0.01, "InfoNCE temperature (RepLLaMA)", type=cli.positive_float)
     save_steps: int = _opt(100, "write a resumable checkpoint every N steps (0: only the final model)",
                            type=cli.non_negative_int)
     save_total_limit: int = _opt(2, "periodic checkpoints kept", type=cli.positive_int)
@@ -172,6 +158,9 @@ def _add_field(parser: argparse._ActionsContainer, f, default: Any) -> None:
             parser.add_argument(_flag(f.name), dest=f.name, action="store_true", help=help_text)
     else:
         kind = meta.get("type", type(default))
+        # every number here is a count, a length, a rate or a weight: never negative, never nan or inf (a bad
+        # value is argparse's one-line error naming the option); only the seed may be any integer
+        kind = {int: cli.non_negative_int if f.name != "seed" else int, float: cli.non_negative_float}.get(kind, kind)
         parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=default, choices=meta.get("choices"),
                             nargs=meta.get("nargs"), help=f"{help_text} (default: {default})")
 
@@ -197,7 +186,27 @@ def parse_args(argv: Optional[Sequence[str]], prog: str, doc: str, data: Type = 
     parts = {title: cls(**{f.name: ns.get(f.name, defaults.get(f.name, f.default)) for f in fields(cls)})
              for title, cls in _groups(data)}
     args = TrainArguments(**parts)
-    if isinstance(args.data, DataArguments) and "test" in args.data.split.lower():
+    validate(args)
+    return args
+
+
+def validate(args: TrainArguments) -> None:
+    """What argparse's types cannot say: counts of at least one, rates in range, no training on test."""
+    data, training, model = vars(args.data), args.training, args.model
+    positive = dict(group_size=data.get("group_size", 2), query_max_length=data.get("query_max_length", 1),
+                    passage_max_length=data.get("passage_max_length", 1), batch_size=training.batch_size,
+                    gradient_accumulation_steps=training.gradient_accumulation_steps,
+                    epochs=training.epochs, lora_r=model.lora_r)
+    for name, value in positive.items():
+        if value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if data.get("group_size", 2) < 2:
+        raise UserError("--group-size must be at least 2 (one positive and one negative)")
+    if training.learning_rate <= 0 or training.temperature <= 0:
+        raise UserError("--learning-rate and --temperature must be positive")
+    if model.lora_dropout >= 1 or training.pad_to_multiple_of < 1 or model.lora_alpha < 1:
+        raise UserError("--lora-dropout must be below 1, --pad-to-multiple-of and --lora-alpha at least 1")
+    if "test" in str(data.get("split", "")).lower():
         raise UserError(f"refusing to train on split {args.data.split!r}: test judgments are for evaluation "
                         f"only; use --split train")
     return args

