@@ -141,14 +141,38 @@ def read_commands(path: Path, root: Path) -> List[Command]:
 
 # --- a command's programs and arguments -------------------------------------------------------------------
 
+SHELL_VARIABLES = ("HOME", "PATH", "PWD", "USER", "PYTHONPATH")
+
+
+def undefined_variables(command: Command) -> List[str]:
+    """``$VAR``s the command uses that no earlier ``VAR=value`` line of its doc sets."""
+    defined = dict(command.variables)
+    used = [m.group(1) or m.group(2) for m in VARIABLE.finditer(command.text)]
+    return sorted({v for v in used if v not in defined and v not in SHELL_VARIABLES})
+
+
 def expand_variables(text: str, variables: Dict[str, str]) -> str:
     return VARIABLE.sub(lambda m: variables.get(m.group(1) or m.group(2), m.group(0)), text)
 
 
+# What a template's placeholders stand for when its syntax is checked; any other ``{name}`` or ``{name:value}``
+# stands for its name or value (a path or a name, which is what the placeholders of docs/regressions.md are).
+PLACEHOLDERS = {"threads": "2", "device": "cpu", "limit": "2", "seed": "42"}
+
+
+def fill_template(text: str) -> str:
+    def value(m: re.Match) -> str:
+        name, _, arg = m.group(0)[1:-1].partition(":")
+        return PLACEHOLDERS.get(name, arg or name)
+    return TEMPLATE.sub(value, text)
+
+
 def simple_commands(command: Command) -> List[List[str]]:
     """The argv of each simple command of a line (split at ``|``, ``&&``, ``;``), variables expanded,
-    ``VAR=value`` prefixes and redirections left out."""
+    ``VAR=value`` prefixes and redirections left out; a template's placeholders filled in."""
     text = expand_variables(command.text, dict(command.variables))
+    if command.template:
+        text = fill_template(text)
     lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|<>")
     lexer.whitespace_split = True
     out: List[List[str]] = [[]]

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import cli_env
 from pyserini_llama.doc_commands import (check_number, needs_gpu, path_arguments, program, published_weights,
-                                         read_commands, simple_commands, stated_numbers)
+                                         read_commands, simple_commands, stated_numbers, undefined_variables)
 from pyserini_llama.dry_parse import dry_parse
 
 DOC = """\
@@ -59,6 +59,9 @@ def test_commands_marks_and_variables(tmp_path):
     assert [sorted(c.tags) for c in commands] == [[], [], ["GPU"], ["7B", "GPU"], ["7B", "GPU"], []]
     assert commands[1].is_assignment and commands[2].variables == (("TOPICS", "runs/topics.tsv"),)
     assert commands[0].where == "doc.md:5" and not commands[0].generated
+    assert undefined_variables(commands[2]) == [] and undefined_variables(commands[0]) == []
+    assert undefined_variables(commands[0].__class__("d.md", 1, "python -m x --topics $QUERIES $HOME")) == \
+        ["QUERIES"]
     argvs = simple_commands(commands[2])
     assert argvs[0][-5:] == ["runs/topics.tsv", "--output", "runs/b.trec", "--device", "cuda"]
     assert simple_commands(commands[4]) == [["python", "scripts/x.py", "--flag", "two words"], ["head", "-3"]]
