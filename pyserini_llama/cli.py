@@ -139,6 +139,9 @@ def quiet_third_parties(verbose: Optional[bool] = None) -> None:
     if verbose:
         os.environ[VERBOSE_ENV] = "1"  # read by java.py and inherited by subprocesses (Lucene indexing)
         return
+    # the warnings that remain are ours and name their file and line themselves: one line each, as errors are,
+    # without Python's "<source file>:<line>: UserWarning:" prefix and source excerpt
+    warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"
     for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
                         ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TOKENIZERS_PARALLELISM", "false")):
         os.environ.setdefault(name, value)

@@ -66,3 +66,18 @@ def test_libraries_imported_before_quieting_are_quieted(verbose):
     else:
         assert seen["shown"] == ["ours"]  # our own warnings always show
         assert seen["verbosity"] == 40 and not seen["bars"]  # logging.ERROR, no "Loading weights" bars
+
+
+def test_our_warnings_are_one_line_in_our_clis(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "title": "", "text": ""}\n{"_id": "b", "title": "t", "text": "x"}\n')
+    code = ("from pyserini_llama import cli\n"
+            "def main(argv):\n"
+            "    from pyserini_llama.data.beir import load_corpus\n"
+            "    load_corpus(argv[0])\n"
+            "cli.run_cli(main, [__import__('sys').argv[1]])\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(corpus)], env=cli_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0
+    assert proc.stderr == f"warning: {corpus}:1: 1 document(s) have no text (kept, as empty documents)\n"
+
