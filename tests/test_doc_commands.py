@@ -95,6 +95,7 @@ def test_generated_docs_and_templates(tmp_path):
                                     "python -m a --run {work}/b.trec --threads {threads}\n```\n")
     (command,) = read_commands(doc, tmp_path)
     assert command.generated and command.template
+    assert simple_commands(command) == [["python", "-m", "a", "--run", "work/b.trec", "--threads", "2"]]
 
 
 NUMBERS = """\
