@@ -125,6 +125,8 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
 # --- running ---------------------------------------------------------------------------------------------
 
 VERBOSE_ENV = "PYSERINI_LLAMA_VERBOSE"
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+             "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
 NOISY_MODULES = r"(transformers|peft|torch|huggingface_hub|accelerate|tqdm|pyserini|sklearn|jnius)(\.|$)"
 
 
@@ -139,11 +141,7 @@ def quiet_third_parties(verbose: Optional[bool] = None) -> None:
     if verbose:
         os.environ[VERBOSE_ENV] = "1"  # read by java.py and inherited by subprocesses (Lucene indexing)
         return
-    # the warnings that remain are ours and name their file and line themselves: one line each, as errors are,
-    # without Python's "<source file>:<line>: UserWarning:" prefix and source excerpt
-    warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"
-    for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
-                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+    for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
     for category in (FutureWarning, DeprecationWarning, UserWarning):
         warnings.filterwarnings("ignore", category=category, module=NOISY_MODULES)
@@ -175,7 +173,12 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], Optional[int]],
     """Run a CLI ``main(argv)`` and exit with its status; every expected failure is one line on stderr."""
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "pyserini_llama"
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    quiet_third_parties(True if {"-v", "--verbose"} & set(sys.argv[1:]) else None)
+    verbose = bool({"-v", "--verbose"} & set(sys.argv[1:]))
+    quiet_third_parties(True if verbose else None)
+    if not verbose:
+        # the warnings that remain are ours and name their file and line themselves: one line each, as errors
+        # are, without Python's "<source file>:<line>: UserWarning:" prefix and source excerpt
+        warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"
     try:
         status = main(argv)
     except UserError as e:

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 from conftest import REPO, cli_env
+from pyserini_llama.cli import QUIET_ENV
 from pyserini_llama.doc_commands import (GENERATED, Command, check_number, needs_gpu, path_arguments, program,
                                          published_weights, read_commands, simple_commands, stated_numbers,
                                          undefined_variables)
@@ -121,8 +122,8 @@ class Toy:
     def env(self) -> dict:
         env = cli_env(PYSERINI_LLAMA_DATA=str(self.data), PYSERINI_LLAMA_OFFLINE="1", HF_HUB_OFFLINE="1",
                       PATH=f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}")
-        for name in ("PYSERINI_LLAMA_VERBOSE", "TRANSFORMERS_VERBOSITY", "PYTHONWARNINGS"):
-            env.pop(name, None)  # the docs promise quiet runs by default: test the default
+        for name in ("PYSERINI_LLAMA_VERBOSE", "PYTHONWARNINGS", *QUIET_ENV):
+            env.pop(name, None)  # the docs promise quiet runs by default: test the default, not a quieted shell
         return env
 
 

@@ -10,6 +10,16 @@ import pytest
 
 from conftest import cli_env
 from pyserini_llama import java
+from pyserini_llama.cli import QUIET_ENV
+
+
+def default_env(**extra) -> dict:
+    """The environment of a fresh shell (tests that quieted libraries in this process set QUIET_ENV here)."""
+    env = cli_env(**extra)
+    for name in QUIET_ENV:
+        if name not in extra:
+            env.pop(name, None)
+    return env
 
 
 def test_jvm_options_only_where_the_jvm_accepts_them():
@@ -32,12 +42,12 @@ def test_pyserini_starts_java_quietly(beir_folder, tmp_path):
     from pyserini_llama.lucene import build_lucene_index
 
     index = build_lucene_index(beir_folder / "corpus.jsonl", tmp_path / "index")
-    quiet = subprocess.run([sys.executable, "-c", SEARCH, str(index)], env=cli_env(PYSERINI_LLAMA_VERBOSE="0"),
+    quiet = subprocess.run([sys.executable, "-c", SEARCH, str(index)], env=default_env(PYSERINI_LLAMA_VERBOSE="0"),
                            capture_output=True, text=True, timeout=600, check=True)
     assert quiet.stdout.strip() == "d4"
     assert quiet.stderr.strip() == "", quiet.stderr
     if java.find_java().version >= 22:  # where Lucene 9 and the JDK do warn, -v shows it
-        loud = subprocess.run([sys.executable, "-c", SEARCH, str(index)], env=cli_env(PYSERINI_LLAMA_VERBOSE="1"),
+        loud = subprocess.run([sys.executable, "-c", SEARCH, str(index)], env=default_env(PYSERINI_LLAMA_VERBOSE="1"),
                               capture_output=True, text=True, timeout=600, check=True)
         assert "WARNING" in loud.stderr
 
@@ -58,7 +68,7 @@ print(json.dumps({"shown": [str(w.message) for w in caught], "verbosity": hf_log
 @pytest.mark.parametrize("verbose", ["0", "1"])
 def test_libraries_imported_before_quieting_are_quieted(verbose):
     """Pyserini's CLIs import transformers before our encoders load: quieting must still reach it."""
-    proc = subprocess.run([sys.executable, "-c", LIBRARIES], env=cli_env(PYSERINI_LLAMA_VERBOSE=verbose),
+    proc = subprocess.run([sys.executable, "-c", LIBRARIES], env=default_env(PYSERINI_LLAMA_VERBOSE=verbose),
                           capture_output=True, text=True, timeout=300, check=True)
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     if verbose == "1":
@@ -76,8 +86,8 @@ def test_our_warnings_are_one_line_in_our_clis(tmp_path):
             "    from pyserini_llama.data.beir import load_corpus\n"
             "    load_corpus(argv[0])\n"
             "cli.run_cli(main, [__import__('sys').argv[1]])\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(corpus)], env=cli_env(), capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code, str(corpus)], env=default_env(), capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0
     assert proc.stderr == f"warning: {corpus}:1: 1 document(s) have no text (kept, as empty documents)\n"
 
