@@ -262,6 +262,8 @@ def required_tags(command: Command, parsed, sandbox: DocSandbox) -> List[str]:
         prog = program(argv)
         if needs_gpu(prog):
             reasons.append("GPU: " + ("torchrun" if prog.launcher == "torchrun" else "--device cuda"))
+        elif "--compile" in prog.args:  # on a CPU the first batch compiles for many minutes, silently
+            reasons.append("GPU: --compile pays off on a GPU only")
         outcome = parsed.get((command.where, i)) or {}
         weights = published_weights(outcome.get("namespace", {}))
         if weights:
