@@ -43,6 +43,7 @@ def build_parser():
     parser.add_argument("--batch-tokens", type=cli.positive_int,
                         help="padded tokens per batch (default: 32768 on GPU, 8192 on CPU)")
     cli.add_device(parser, compile=True)
+    cli.add_backend(parser)
     parser.add_argument("--max-length-query", type=cli.positive_int,
                         help="query tokens (default: the checkpoint's, 32)")
     parser.add_argument("--max-length-passage", type=cli.int_at_least(4),
@@ -71,7 +72,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .data.collections import open_topics
     from .data.documents import open_documents
     from .data.trec import load_run, write_run
-    from .rerankers.rankllama import RankLlamaReranker, check_rerank_inputs
+    from .rerankers.onnx import reranker_for_backend
+    from .rerankers.rankllama import check_rerank_inputs
     from .runtime import resolve_device
 
     check_output_path(args.output, args.overwrite)
@@ -80,14 +82,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     topics = open_topics(args.topics, split=args.split)
     check_rerank_inputs(topics, run, args.hits)
     docs = open_documents(args.index, {d for hits in run.values() for d, _ in hits[:args.hits]})
-    reranker = RankLlamaReranker.from_checkpoint(args.reranker, device=device, dtype=args.dtype,
-                                                 trust_remote_code=args.trust_remote_code,
-                                                 batch_tokens=args.batch_tokens, compile=args.compile)
+    reranker = reranker_for_backend(args.reranker, args.backend, device, args.precision, args.dtype,
+                                    args.trust_remote_code, args.batch_tokens, args.compile)
     reranker.query_max_length = args.max_length_query or reranker.query_max_length
     reranker.passage_max_length = args.max_length_passage or reranker.passage_max_length
     n_pairs = sum(min(len(h), args.hits) for h in run.values())
+    weights = f"onnxruntime {reranker.precision}" if hasattr(reranker, "precision") else reranker.model.dtype
     print(f"reranking top-{args.hits} of {len(run)} queries ({n_pairs} pairs) with {args.reranker} on {device} "
-          f"({reranker.model.dtype}, q {reranker.query_max_length} + p {reranker.passage_max_length} tokens)"
+          f"({weights}, q {reranker.query_max_length} + p {reranker.passage_max_length} tokens)"
           + ("; compiling on the first batch" if args.compile else ""), flush=True)
     start = time.perf_counter()
     reranked = reranker.rerank(topics, run, docs, hits=args.hits, skip_missing=args.skip_missing)

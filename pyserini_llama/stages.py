@@ -21,7 +21,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from .data.atomic import atomic_write, check_writable_folder
 from .data.trec import Run, load_run, write_run
@@ -106,28 +106,32 @@ def bm25_stage(cache: StageCache, corpus: Path, queries: Dict[str, str], k: int 
     return cache.stage(name, "bm25", key, compute)
 
 
-def dense_stage(cache: StageCache, checkpoint: str, corpus: Path, queries: Dict[str, str], k: int = 1000,
-                device: str = "cpu", index_dir: Optional[Path] = None, candidates: Optional[Run] = None,
-                passage_max_length: Optional[int] = None, name: str = "RepLLaMA") -> Stage:
-    """Dense retrieval with a RepLLaMA/LLaRA checkpoint over the whole corpus (an exact flat index, built in the
-    work folder unless ``index_dir`` is an index of this corpus made with this checkpoint).
+def backend_key(checkpoint: str, task: str, backend: str, device: str, precision: Optional[str]) -> Dict:
+    """What a run owes to the inference backend: nothing for torch (older keys stay valid), the graph's
+    precision for onnxruntime (int8 vectors and scores differ from float32 ones)."""
+    from .onnxrt import default_precision, resolve_backend
 
-    With ``candidates`` only those documents are encoded and each query's candidates are re-scored by the dense
-    model: the same scores as a full search, over a smaller candidate set.
-    """
+    if resolve_backend(backend, device) != "onnx":
+        return {}
+    return {"backend": "onnx", "precision": precision or default_precision(checkpoint, task)}
+
+
+def dense_stage(cache: StageCache, checkpoint: str, corpus: Path, queries: Dict[str, str], k: int = 1000,
+                device: str = "cpu", index_dir: Optional[Path] = None, passage_max_length: Optional[int] = None,
+                name: str = "RepLLaMA", backend: str = "torch", precision: Optional[str] = None) -> Stage:
+    """Dense retrieval with a RepLLaMA/LLaRA checkpoint over the whole corpus (an exact flat index, built in the
+    work folder unless ``index_dir`` is an index of this corpus made with this checkpoint), run by ``backend``
+    (torch, onnx or auto: see :func:`~pyserini_llama.encoders.onnx.encoder_for_backend`)."""
     key = {"stage": "dense", "model": model_key(checkpoint), "corpus": file_sha256(corpus),
            "queries": queries_key(queries), "k": k, "passage_max_length": passage_max_length,
-           "index": str(index_dir) if index_dir else None,
-           "candidates": fingerprint(candidates) if candidates is not None else None}
+           "index": str(index_dir) if index_dir else None, "candidates": None,
+           **backend_key(checkpoint, "embedding", backend, device, precision)}
 
     def compute() -> Run:
-        from .encoders.repllama import RepLlamaEncoder
-
-        encoder = RepLlamaEncoder.from_checkpoint(checkpoint, device=device)
-        if candidates is not None:
-            return rescore(encoder, corpus, queries, candidates, passage_max_length)
         from .dense import DenseSearcher
+        from .encoders.onnx import encoder_for_backend
 
+        encoder = encoder_for_backend(checkpoint, backend, device, precision)
         index = index_dir or ensure_dense_index(cache, encoder, corpus, passage_max_length)
         return DenseSearcher(index, encoder, device).search(queries, k=k)
 
@@ -145,23 +149,6 @@ def ensure_dense_index(cache: StageCache, encoder, corpus: Path, passage_max_len
     if info is not None and not cache.overwrite and {k: info.get(k) for k in manifest} == manifest:
         return index
     return build_index(encoder, corpus, index, overwrite=True, max_length=max_length)
-
-
-def rescore(encoder, corpus: Path, queries: Dict[str, str], candidates: Run,
-            passage_max_length: Optional[int] = None) -> Run:
-    """Each query's candidate documents, scored by the dense model, best first."""
-    from .data.documents import load_corpus_subset
-
-    wanted = sorted({d for qid in queries for d, _ in candidates.get(qid, [])})
-    docs = load_corpus_subset(corpus, set(wanted))
-    vectors = dict(zip(wanted, encoder.encode_passages([docs[d] for d in wanted], max_length=passage_max_length,
-                                                       progress=True)))
-    qids = list(queries)
-    run: Run = {}
-    for qid, qv in zip(qids, encoder.encode_queries([queries[q] for q in qids])):
-        scored = [(d, float(qv @ vectors[d])) for d, _ in candidates.get(qid, [])]
-        run[qid] = sorted(scored, key=lambda h: (-h[1], h[0]))
-    return run
 
 
 # --- fusion ----------------------------------------------------------------------------------------------------
@@ -191,18 +178,20 @@ def hybrid_stage(cache: StageCache, dense: Stage, sparse: Stage, alpha: float = 
 
 def rerank_stage(cache: StageCache, checkpoint: str, source: Stage, queries: Dict[str, str], corpus: Path,
                  depth: int = 100, device: str = "cpu", batch_tokens: Optional[int] = None,
-                 name: Optional[str] = None) -> Stage:
-    """RankLLaMA over the top ``depth`` of ``source`` for ``queries``; the rest keep their order below."""
+                 name: Optional[str] = None, backend: str = "torch", precision: Optional[str] = None) -> Stage:
+    """RankLLaMA over the top ``depth`` of ``source`` for ``queries``; the rest keep their order below. Run by
+    ``backend`` (torch, onnx or auto: see :func:`~pyserini_llama.rerankers.onnx.reranker_for_backend`)."""
     run = {qid: source.run.get(qid, []) for qid in queries}
     key = {"stage": "rerank", "model": model_key(checkpoint), "source": source.key, "corpus": file_sha256(corpus),
-           "queries": queries_key(queries), "depth": depth}
+           "queries": queries_key(queries), "depth": depth,
+           **backend_key(checkpoint, "score", backend, device, precision)}
 
     def compute() -> Run:
         from .data.documents import load_corpus_subset
-        from .rerankers.rankllama import RankLlamaReranker
+        from .rerankers.onnx import reranker_for_backend
 
         docs = load_corpus_subset(corpus, {d for hits in run.values() for d, _ in hits[:depth]})
-        reranker = RankLlamaReranker.from_checkpoint(checkpoint, device=device, batch_tokens=batch_tokens)
+        reranker = reranker_for_backend(checkpoint, backend, device, precision, batch_tokens=batch_tokens)
         return reranker.rerank(queries, run, docs, hits=depth)
 
     return cache.stage(name or f"RankLLaMA on {source.name} top-{depth}", "rerank", key, compute)
