@@ -126,7 +126,8 @@ def test_pipeline_end_to_end_with_lucene(beir_folder, packaged, tmp_path, monkey
 
     proc = run_cli("pyserini_llama.pipeline", "--collection", str(beir_folder), "--work-dir", str(tmp_path / "w"),
                    "--dense", str(packaged / pipeline.DEFAULT_DENSE), "--reranker",
-                   str(packaged / pipeline.DEFAULT_RERANKER), "--max-queries", "0", check=True)
+                   str(packaged / pipeline.DEFAULT_RERANKER), "--max-queries", "0", check=True,
+                   PYSERINI_LLAMA_CACHE=str(tmp_path / "cache"))  # the CPU default backend exports here
     table = proc.stdout[proc.stdout.index("system"):].splitlines()
     assert [line[:len(name)] for line, name in zip(table[1:7], STAGES)] == STAGES
     bm25 = dict(zip(table[0].split(), table[1].split()))
