@@ -162,6 +162,69 @@ def optional_sections() -> list:
     return lines
 
 
+def onnx_cpu_section() -> list:
+    """The CPU tables of ``benchmarks/onnx_cpu.py`` (each JSON records its command), when they exist."""
+    found = {name: load(f"onnx-cpu-{name}.json") for name in ("speed", "cranfield", "scifact", "rerank", "demo")
+             if (RESULTS / f"onnx-cpu-{name}.json").exists()}
+    if not found:
+        return []
+    any_run = next(iter(found.values()))
+    lines = ["## CPU: onnxruntime vs torch float32 (`benchmarks/onnx_cpu.py`)", "",
+             f"{any_run['machine']['cpu']}, {any_run['machine']['cores']} cores shared with other jobs (load "
+             f"averages are in each JSON); {', '.join(f'{k} {v}' for k, v in any_run['versions'].items())}. "
+             "Packaged SmolLM2-135M checkpoints (real weights). `onnx-*` rows are "
+             "`--backend onnx --precision *` (see `pyserini_llama/onnxrt/quantize.py`).", ""]
+    if "speed" in found:
+        sp = found["speed"]
+        lines += [f"Speed, same texts, batches and token budget for every backend, median of {sp['rounds']} "
+                  f"interleaved rounds: {sp['docs']} Cranfield documents ({sp['doc_tokens']:,} tokens) encoded, "
+                  f"{sp['pairs']} query-document pairs ({sp['pair_tokens']:,} tokens) scored. Command: "
+                  f"`{sp['command']}`.", "",
+                  "| backend | docs/s | encoding vs torch | pairs/s | reranking vs torch |", "|---|---|---|---|---|"]
+        for name, enc in sp["encode"].items():
+            rer = sp["rerank"][name]
+            lines.append(f"| {name} | {enc['per_s']:.2f} | {enc['speedup']:.2f}x | {rer['per_s']:.2f} | "
+                         f"{rer['speedup']:.2f}x |")
+        lines.append("")
+    for key in ("cranfield", "scifact"):
+        if key in found:
+            fi = found[key]
+            lines += [f"Encoder fidelity, {Path(fi['collection']).name} {fi['split']}: {fi['docs']} documents, "
+                      f"{fi['queries']} queries, exact search. Command: `{fi['command']}`.", "",
+                      "| backend | nDCG@10 | vs torch | R@100 | doc cosine mean / min | query cosine mean / min |",
+                      "|---|---|---|---|---|---|"]
+            for name, row in fi["backends"].items():
+                lines.append(f"| {name} | {row['nDCG@10']:.4f} | {row['nDCG@10_delta']:+.4f} | {row['R@100']:.4f} | "
+                             f"{row['doc_cosine_mean']:.4f} / {row['doc_cosine_min']:.4f} | "
+                             f"{row['query_cosine_mean']:.4f} / {row['query_cosine_min']:.4f} |")
+            lines.append("")
+    if "rerank" in found:
+        rr = found["rerank"]
+        lines += [f"Reranker fidelity, {Path(rr['collection']).name} {rr['split']}: {rr['queries']} queries, top-"
+                  f"{rr['depth']} of {rr['first_stage']} (nDCG@10 {rr['bm25_nDCG@10']:.4f}). Kendall tau of each "
+                  f"query's reranked order to torch float32's. Command: `{rr['command']}`.", "",
+                  "| backend | nDCG@10 | vs torch | Kendall tau mean / min | same order | pairs/s |",
+                  "|---|---|---|---|---|---|"]
+        for name, row in rr["backends"].items():
+            lines.append(f"| {name} | {row['nDCG@10']:.4f} | {row['nDCG@10_delta']:+.4f} | "
+                         f"{row['kendall_tau_mean']:.3f} / {row['kendall_tau_min']:.3f} | "
+                         f"{row['identical_order']:.0%} | {row['pairs_per_s']:.1f} |")
+        lines.append("")
+    if "demo" in found:
+        de = found["demo"]
+        pl = de["pipeline"]
+        lines += [f"The README demo on this CPU, `python -m pyserini_llama.pipeline` with no arguments (first run: "
+                  f"fresh export cache, BM25 index built): {de['seconds'] / 60:.1f} minutes, {pl['queries']} "
+                  f"queries of {Path(pl['collection']).name}, reranking depth {pl['rerank_depth']} (load average "
+                  f"{de['load_average_before'][0]:.1f} before). Command: `{de['command']}`.", "",
+                  "| stage | nDCG@10 | R@100 | MRR@10 | seconds |", "|---|---|---|---|---|"]
+        for name, row in pl["stages"].items():
+            lines.append(f"| {name} | {row['nDCG@10']:.4f} | {row['R@100']:.4f} | {row['MRR@10']:.4f} | "
+                         f"{row['seconds']:.0f} |")
+        lines.append("")
+    return lines
+
+
 def main(argv=None) -> None:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -197,7 +260,7 @@ def main(argv=None) -> None:
              "LoRA dropout that eager runs as separate memory-bound kernels, and lowers peak memory. At 135M the "
              "same flag doubles throughput (2.2x) but MFU stays low (15%): with a hidden size of 576 the "
              "matmuls are too small to keep an H100 busy.", ""]
-    lines += optional_sections()
+    lines += optional_sections() + onnx_cpu_section()
     args.output.write_text("\n".join(lines))
     print(f"wrote {args.output}")
 

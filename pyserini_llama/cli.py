@@ -108,6 +108,17 @@ def add_device(p: argparse.ArgumentParser, dtype: bool = True, compile: bool = F
                             "(a minute on a GPU, much longer on a CPU)")
 
 
+def add_backend(p: argparse.ArgumentParser, default: str = "torch") -> None:
+    """``--backend`` (torch, onnx, auto) and ``--precision`` (of the onnx graph)."""
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default=default,
+                   help="torch, or onnx: onnxruntime on the CPU, the checkpoint exported once and cached "
+                        f"(auto: onnx on a CPU, torch on a GPU; default: {default})")
+    p.add_argument("--precision", choices=["fp32", "int8", "int8-dynamic"],
+                   help="with the onnx backend: fp32, int8 (per-token activations) or int8-dynamic "
+                        "(onnxruntime's quantize_dynamic); default: the checkpoint's measured CPU default, "
+                        "else fp32")
+
+
 def add_checkpoint(p: argparse.ArgumentParser, flag: str, default: Optional[str], what: str,
                    required: bool = False) -> None:
     """A checkpoint argument (folder, built-in name, packaged name or hub id) and ``--trust-remote-code``."""

@@ -6,6 +6,8 @@ Examples::
         --index indexes/scifact-repllama-smollm2
     torchrun --nproc_per_node 4 -m pyserini_llama.encode corpus ...same arguments...     # one shard per GPU
     python -m pyserini_llama.encode queries --topics queries.tsv --encoder repllama --output encoded/scifact
+    python -m pyserini_llama.encode corpus --corpus cranfield --encoder repllama-smollm2 --backend onnx \
+        --index indexes/cranfield-repllama-smollm2        # on a CPU: onnxruntime, several times faster
 
 A killed ``corpus`` run, restarted with the same command, continues from its last finished shard (only if
 the corpus, model and settings are unchanged). The index folder (``index`` + ``docid``) is what
@@ -43,6 +45,7 @@ def build_parser():
         sub.add_argument("--max-tokens-per-batch", type=cli.positive_int,
                          help="padded tokens per batch (default: 32768 on GPU, 8192 on CPU)")
         cli.add_device(sub, compile=True)
+        cli.add_backend(sub)
         cli.add_overwrite(sub)
         cli.add_verbose(sub)
     return parser
@@ -52,7 +55,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from .data.atomic import check_output_dir, check_output_path
     from .data.collections import open_topics, resolve_corpus
-    from .encoders.repllama import RepLlamaEncoder
+    from .encoders.onnx import encoder_for_backend
     from .runtime import distributed_rank, resolve_device
 
     # every input and the output are checked before the model loads (a 7B model takes minutes to load, and a
@@ -67,9 +70,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         topics = open_topics(args.topics, split=args.split)
         check_output_path(Path(args.output) / "embedding.pkl", args.overwrite)
-    encoder = RepLlamaEncoder.from_checkpoint(args.encoder, device=device, dtype=args.dtype,
-                                              trust_remote_code=args.trust_remote_code,
-                                              max_tokens_per_batch=args.max_tokens_per_batch, compile=args.compile)
+    encoder = encoder_for_backend(args.encoder, args.backend, device, args.precision, args.dtype,
+                                  args.trust_remote_code, args.max_tokens_per_batch, args.compile)
     if args.compile:
         print("compiling the model on the first batch (about a minute on a GPU; on a CPU it can take longer "
               "than it saves)", flush=True)

@@ -47,6 +47,7 @@ def build_parser():
     parser.add_argument("--batch-tokens", type=cli.positive_int,
                         help="padded tokens per batch (default: 32768 on GPU, 8192 on CPU)")
     cli.add_device(parser, compile=True)
+    cli.add_backend(parser)
     parser.add_argument("--max-length-query", type=cli.positive_int,
                         help="query tokens (default: the checkpoint's, 32)")
     parser.add_argument("--max-length-passage", type=cli.int_at_least(4),
@@ -75,7 +76,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .data.collections import open_topics
     from .data.documents import fetch_documents, open_documents
     from .data.trec import load_run
-    from .rerankers.rankllama import RankLlamaReranker, check_rerank_inputs
+    from .rerankers.onnx import reranker_for_backend
+    from .rerankers.rankllama import check_rerank_inputs
     from .rerankers.sharding import prepare_parts, shard_run, write_sharded_run
     from .runtime import distributed_rank, resolve_device
 
@@ -95,15 +97,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             f"{', '.join(map(repr, missing[:5]))}); is it the right corpus? (skipping missing "
                             f"documents keeps them unscored)")
     prepare_parts(args.output, world)
-    reranker = RankLlamaReranker.from_checkpoint(args.reranker, device=device, dtype=args.dtype,
-                                                 trust_remote_code=args.trust_remote_code,
-                                                 batch_tokens=args.batch_tokens, compile=args.compile)
+    reranker = reranker_for_backend(args.reranker, args.backend, device, args.precision, args.dtype,
+                                    args.trust_remote_code, args.batch_tokens, args.compile)
     reranker.query_max_length = args.max_length_query or reranker.query_max_length
     reranker.passage_max_length = args.max_length_passage or reranker.passage_max_length
     n_pairs = sum(min(len(h), args.hits) for h in mine.values())
+    weights = f"onnxruntime {reranker.precision}" if hasattr(reranker, "precision") else reranker.model.dtype
     print((f"rank {rank} of {world}: " if world > 1 else "") +
           f"reranking top-{args.hits} of {len(mine)} queries ({n_pairs} pairs) with {args.reranker} on {device} "
-          f"({reranker.model.dtype}, q {reranker.query_max_length} + p {reranker.passage_max_length} tokens)"
+          f"({weights}, q {reranker.query_max_length} + p {reranker.passage_max_length} tokens)"
           + ("; compiling on the first batch" if args.compile else ""), flush=True)
     start = time.perf_counter()
     reranked = reranker.rerank(topics, mine, docs, hits=args.hits, skip_missing=args.skip_missing,

@@ -109,11 +109,23 @@ def bm25_stage(cache: StageCache, corpus: Path, queries: Dict[str, str], k: int 
     return cache.stage(name, "bm25", key, compute)
 
 
+def backend_key(checkpoint: str, task: str, backend: str, device: str, precision: Optional[str]) -> Dict:
+    """What a run owes to the inference backend: nothing for torch (older keys stay valid), the graph's
+    precision for onnxruntime (int8 vectors and scores differ from float32 ones)."""
+    from .onnxrt import default_precision, resolve_backend
+
+    if resolve_backend(backend, device) != "onnx":
+        return {}
+    return {"backend": "onnx", "precision": precision or default_precision(checkpoint, task)}
+
+
 def dense_stage(cache: StageCache, checkpoint: str, corpus: Path, queries: Dict[str, str], k: int = 1000,
                 device: str = "cpu", index_dir: Optional[Path] = None, candidates: Optional[Run] = None,
-                passage_max_length: Optional[int] = None, name: str = "RepLLaMA") -> Stage:
+                passage_max_length: Optional[int] = None, name: str = "RepLLaMA", backend: str = "torch",
+                precision: Optional[str] = None) -> Stage:
     """Dense retrieval with a RepLLaMA/LLaRA checkpoint over the whole corpus (an exact flat index, built in the
-    work folder unless ``index_dir`` is an index of this corpus made with this checkpoint).
+    work folder unless ``index_dir`` is an index of this corpus made with this checkpoint), run by ``backend``
+    (torch, onnx or auto: see :func:`~pyserini_llama.encoders.onnx.encoder_for_backend`).
 
     With ``candidates`` only those documents are encoded and each query's candidates are re-scored by the dense
     model: the same scores as a full search, over a smaller candidate set.
@@ -125,16 +137,16 @@ def dense_stage(cache: StageCache, checkpoint: str, corpus: Path, queries: Dict[
     key = {"stage": "dense", "model": model_key(checkpoint), "corpus": file_sha256(corpus),
            "queries": queries_key(queries), "k": k, "passage_max_length": passage_max_length,
            "index": str(index_dir) if index_dir else None,
-           "candidates": fingerprint(candidates) if candidates is not None else None}
+           "candidates": fingerprint(candidates) if candidates is not None else None,
+           **backend_key(checkpoint, "embedding", backend, device, precision)}
 
     def compute() -> Run:
-        from .encoders.repllama import RepLlamaEncoder
+        from .dense import DenseSearcher
+        from .encoders.onnx import encoder_for_backend
 
-        encoder = RepLlamaEncoder.from_checkpoint(checkpoint, device=device)
+        encoder = encoder_for_backend(checkpoint, backend, device, precision)
         if candidates is not None:
             return rescore(encoder, corpus, queries, candidates, passage_max_length)
-        from .dense import DenseSearcher
-
         index = index_dir or ensure_dense_index(cache, encoder, corpus, passage_max_length)
         return DenseSearcher(index, encoder, device).search(queries, k=k)
 
@@ -198,18 +210,20 @@ def hybrid_stage(cache: StageCache, dense: Stage, sparse: Stage, alpha: float = 
 
 def rerank_stage(cache: StageCache, checkpoint: str, source: Stage, queries: Dict[str, str], corpus: Path,
                  depth: int = 100, device: str = "cpu", batch_tokens: Optional[int] = None,
-                 name: Optional[str] = None) -> Stage:
-    """RankLLaMA over the top ``depth`` of ``source`` for ``queries``; the rest keep their order below."""
+                 name: Optional[str] = None, backend: str = "torch", precision: Optional[str] = None) -> Stage:
+    """RankLLaMA over the top ``depth`` of ``source`` for ``queries``; the rest keep their order below. Run by
+    ``backend`` (torch, onnx or auto: see :func:`~pyserini_llama.rerankers.onnx.reranker_for_backend`)."""
     run = {qid: source.run.get(qid, []) for qid in queries}
     key = {"stage": "rerank", "model": model_key(checkpoint), "source": source.key, "corpus": file_sha256(corpus),
-           "queries": queries_key(queries), "depth": depth}
+           "queries": queries_key(queries), "depth": depth,
+           **backend_key(checkpoint, "score", backend, device, precision)}
 
     def compute() -> Run:
         from .data.documents import load_corpus_subset
-        from .rerankers.rankllama import RankLlamaReranker
+        from .rerankers.onnx import reranker_for_backend
 
         docs = load_corpus_subset(corpus, {d for hits in run.values() for d, _ in hits[:depth]})
-        reranker = RankLlamaReranker.from_checkpoint(checkpoint, device=device, batch_tokens=batch_tokens)
+        reranker = reranker_for_backend(checkpoint, backend, device, precision, batch_tokens=batch_tokens)
         return reranker.rerank(queries, run, docs, hits=depth)
 
     return cache.stage(name or f"RankLLaMA on {source.name} top-{depth}", "rerank", key, compute)

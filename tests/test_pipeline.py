@@ -9,8 +9,8 @@ import pytest
 from pyserini_llama import pipeline
 from pyserini_llama.data.trec import load_run
 
-STAGES = ["BM25", "RepLLaMA (re-scores BM25 top-10)", "BM25+RepLLaMA (RRF)", "BM25+RepLLaMA (hybrid)",
-          "RankLLaMA on BM25+RepLLaMA (RRF) top-10", "RankLLaMA+its input (RRF)"]
+STAGES = ["BM25", "RepLLaMA", "BM25+RepLLaMA (RRF)", "BM25+RepLLaMA (hybrid)",
+          "RankLLaMA on BM25+RepLLaMA (RRF) top-20", "RankLLaMA+its input (RRF)"]
 RERANKED, FUSED = STAGES[4], STAGES[2]
 
 
@@ -52,22 +52,31 @@ def fake_bm25(monkeypatch):
     monkeypatch.setattr(lucene, "bm25_search", search)
 
 
-def test_pipeline_all_stages_then_cached(beir_folder, packaged, tmp_path, monkeypatch, capsys):
-    from pyserini_llama.models import presets
+def use_packaged(monkeypatch, folder: Path) -> None:
+    """Packaged checkpoints from ``folder`` (both the name check and the loader), exports in a fresh cache."""
+    from pyserini_llama.models import load, presets
 
-    monkeypatch.setattr(presets, "PACKAGED_DIR", packaged)
+    monkeypatch.setattr(presets, "PACKAGED_DIR", folder)
+    monkeypatch.setattr(load, "PACKAGED_DIR", folder)
+    monkeypatch.setenv("PYSERINI_LLAMA_CACHE", str(folder.parent / "cache"))
+
+
+def test_pipeline_all_stages_then_cached(beir_folder, packaged, tmp_path, monkeypatch, capsys):
+    use_packaged(monkeypatch, packaged)
     fake_bm25(monkeypatch)
     work = tmp_path / "work"
     assert pipeline.main(["--collection", str(beir_folder), "--work-dir", str(work), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "device: cpu (no GPU found)" in out
-    assert "reranking the top 10 of BM25+RepLLaMA (RRF) for 2 queries" in out
+    assert "device: cpu (no GPU found); models run on onnxruntime" in out  # the CPU default backend
+    assert "dense: repllama-smollm2, every document of the corpus encoded" in out
+    assert "reranking the top 20 of BM25+RepLLaMA (RRF) for 2 queries with rankllama-smollm2" in out
     table = out[out.index("system"):].splitlines()
     assert table[0].split() == ["system", "nDCG@10", "R@100", "MRR@10", "time"]
     assert [line[:len(name)] for line, name in zip(table[1:7], STAGES)] == STAGES
 
     result = json.loads((work / "pipeline.json").read_text())
-    assert list(result["stages"]) == STAGES and result["queries"] == 2 and result["rerank_depth"] == 10
+    assert list(result["stages"]) == STAGES and result["queries"] == 2 and result["rerank_depth"] == 20
+    assert result["backend"] == "onnx"
     for path in result["runs"].values():
         run = load_run(path)
         assert set(run) <= {"q1", "q2", "q3", "q4"}
@@ -89,9 +98,7 @@ def test_pipeline_all_stages_then_cached(beir_folder, packaged, tmp_path, monkey
 
 
 def test_pipeline_says_missing_checkpoints_are_skipped(beir_folder, tmp_path, monkeypatch, capsys):
-    from pyserini_llama.models import presets
-
-    monkeypatch.setattr(presets, "PACKAGED_DIR", tmp_path / "none")
+    use_packaged(monkeypatch, tmp_path / "none")
     fake_bm25(monkeypatch)
     assert pipeline.main(["--collection", str(beir_folder), "--work-dir", str(tmp_path / "w")]) == 0
     out = capsys.readouterr().out
@@ -119,7 +126,8 @@ def test_pipeline_end_to_end_with_lucene(beir_folder, packaged, tmp_path, monkey
 
     proc = run_cli("pyserini_llama.pipeline", "--collection", str(beir_folder), "--work-dir", str(tmp_path / "w"),
                    "--dense", str(packaged / pipeline.DEFAULT_DENSE), "--reranker",
-                   str(packaged / pipeline.DEFAULT_RERANKER), "--max-queries", "0", check=True)
+                   str(packaged / pipeline.DEFAULT_RERANKER), "--max-queries", "0", check=True,
+                   PYSERINI_LLAMA_CACHE=str(tmp_path / "cache"))  # the CPU default backend exports here
     table = proc.stdout[proc.stdout.index("system"):].splitlines()
     assert [line[:len(name)] for line, name in zip(table[1:7], STAGES)] == STAGES
     bm25 = dict(zip(table[0].split(), table[1].split()))

@@ -161,12 +161,36 @@ def test_pyserini_search_faiss(setup, pyserini_index, encoder, how, tmp_path):
     if how == "encoder-class":
         args += ["--encoder-class", "repllama", "--device", "cpu"]
     elif how == "onnx":
-        from pyserini_llama.encoders.onnx import export_query_encoder
+        from pyserini_llama.encoders.onnx import export_to_folder
 
-        export_query_encoder(str(model), tmp_path / "onnx")
+        export_to_folder(str(model), tmp_path / "onnx", precision="fp32")
         args = ["--encoder", str(tmp_path / "onnx"), "--encoder-class", "repllama-onnx"]
     run_cli("pyserini.search.faiss", "--index", str(pyserini_index), "--topics", str(root / "topics.tsv"),
             "--output", str(tmp_path / "run.trec"), "--hits", "3", *args, check=True)
+    run = load_run(tmp_path / "run.trec")
+    assert {qid: [d for d, _ in hits] for qid, hits in run.items()} == expected_ranking(encoder)
+
+
+@pytest.mark.integration
+def test_pyserini_encode_and_search_with_onnx_classes(setup, encoder, tmp_path):
+    """``--encoder-class repllama-onnx`` for documents and queries: a checkpoint exported on the fly (cached in
+    the project's cache), vectors as torch's, the same ranking."""
+    from pyserini_llama.dense import read_flat_index
+
+    root, model = setup
+    env = {"PYSERINI_LLAMA_CACHE": str(tmp_path / "cache")}
+    run_cli("pyserini.encode", "input", "--corpus", str(root / "corpus.jsonl"), "--fields", "title", "text",
+            "output", "--embeddings", str(tmp_path / "onnx-index"), "--to-faiss",
+            "encoder", "--encoder", str(model), "--encoder-class", "repllama-onnx", "--fields", "title", "text",
+            "--max-length", str(MAX_P), "--dimension", "64", "--batch-size", "4", "--device", "cpu", check=True,
+            **env)
+    direct = encoder.encode_passages([(t, x) for _, t, x in DOCS], max_length=MAX_P, progress=False)
+    vectors = np.asarray(read_flat_index(tmp_path / "onnx-index" / "index").vectors)
+    assert ((vectors * direct).sum(1) > 0.99).all()  # the int8 graph when the checkpoint says so, else fp32
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 1
+    run_cli("pyserini.search.faiss", "--index", str(tmp_path / "onnx-index"), "--topics", str(root / "topics.tsv"),
+            "--encoder", str(model), "--encoder-class", "repllama-onnx", "--output", str(tmp_path / "run.trec"),
+            "--hits", "3", check=True, **env)
     run = load_run(tmp_path / "run.trec")
     assert {qid: [d for d, _ in hits] for qid, hits in run.items()} == expected_ranking(encoder)
 

@@ -76,7 +76,9 @@ def build_manifest(encoder, corpus: Path, max_length: int, shard_size: int) -> d
     """What the shards depend on; a resumed run must match it exactly."""
     return dict(corpus=str(corpus.resolve()), corpus_sha256=file_sha256(corpus), encoder=encoder.name_or_path,
                 encoder_identity=encoder.identity, config=encoder.config.to_dict(), dimension=encoder.dimension,
-                max_length=max_length, shard_size=shard_size, dtype=str(next(encoder.model.parameters()).dtype))
+                max_length=max_length, shard_size=shard_size,
+                # an onnxruntime encoder names its graph's precision; a torch one its weights' dtype
+                dtype=getattr(encoder, "precision", None) or str(next(encoder.model.parameters()).dtype))
 
 
 def discard_work_dir(work: Path) -> None:

@@ -1,7 +1,8 @@
 """RepLLaMA behind Pyserini's encoder interfaces (the only encoder module that imports pyserini).
 
-The Pyserini hook registers these classes as ``repllama`` and ``repllama-onnx``, so the unmodified CLIs use
-them (``--encoder-class repllama``, or any ``--encoder`` name containing ``repllama``)::
+The Pyserini hook registers these classes as ``repllama``, so the unmodified CLIs use them
+(``--encoder-class repllama``, or any ``--encoder`` name containing ``repllama``; the onnxruntime classes,
+``--encoder-class repllama-onnx``, are in :mod:`.onnx_adapters`)::
 
     python -m pyserini.encode input --corpus corpus.jsonl --fields title text \\
         output --embeddings indexes/scifact-repllama --to-faiss \\
@@ -24,7 +25,6 @@ import numpy as np
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
 from ..errors import EXIT_USER_ERROR, UserError
-from .onnx import OnnxEncoder
 from .repllama import RepLlamaEncoder
 from .registry import register_when_ready
 
@@ -191,31 +191,8 @@ class RepLlamaDocumentEncoder(DocumentEncoder):
             model.half()
 
 
-class RepLlamaOnnxQueryEncoder(QueryEncoder):
-    """Pyserini query encoder running an exported ONNX graph (see :mod:`pyserini_llama.encoders.onnx`).
-
-    Example::
-
-        enc = RepLlamaOnnxQueryEncoder("onnx/repllama-query")
-        vector = enc.encode("what is a lobster roll")
-    """
-
-    def __init__(self, encoder_dir: Optional[str] = None, tokenizer_name: Optional[str] = None,
-                 device: str = "cpu", prefix: Optional[str] = None, fp16: bool = False,
-                 encoded_query_dir: Optional[str] = None, **kwargs):
-        super().__init__(encoded_query_dir)
-        if not encoder_dir:
-            raise UserError("RepLlamaOnnxQueryEncoder needs encoder_dir: a folder holding model.onnx")
-        self.encoder = OnnxEncoder(encoder_dir, device=device, query_prefix=prefix)
-        self.has_model = True
-
-    def encode(self, query: str, **kwargs) -> np.ndarray:
-        return self.encoder.encode_queries([query])[0]
-
-    def encode_batch(self, queries: Sequence[str]) -> np.ndarray:
-        return self.encoder.encode_queries(list(queries))
-
-
+# The ONNX classes live in .onnx_adapters; a hook installed by an older version looks for the query class here.
+from .onnx_adapters import RepLlamaOnnxQueryEncoder  # noqa: E402,F401  (re-exported)
 
 # Last, once the classes above exist: put them into Pyserini's encoder maps (the hook alone cannot when this
 # module is imported before pyserini.encode, since importing pyserini.encode is what triggers the hook).

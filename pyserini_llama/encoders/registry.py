@@ -15,7 +15,8 @@ from typing import Dict
 
 # name -> (module, query encoder class, document encoder class or None)
 ENCODER_CLASSES: Dict[str, tuple] = {
-    "repllama-onnx": ("pyserini_llama.encoders.pyserini_adapters", "RepLlamaOnnxQueryEncoder", None),
+    "repllama-onnx": ("pyserini_llama.encoders.onnx_adapters", "RepLlamaOnnxQueryEncoder",
+                      "RepLlamaOnnxDocumentEncoder"),
     "repllama": ("pyserini_llama.encoders.pyserini_adapters", "RepLlamaQueryEncoder",
                  "RepLlamaDocumentEncoder"),
     "llara": ("pyserini_llama.encoders.llara_adapters", "LlaraQueryEncoder", "LlaraDocumentEncoder"),

@@ -144,7 +144,7 @@ CLIS: List[Cli] = [
     Cli("pipeline", "pyserini_llama.pipeline",
         [Slot("collection", "beir", members=BEIR_TEST), Slot("work", "dir", exists_ok=True, replaceable=True)],
         lambda p, w: ["--collection", p.collection, "--dense", w.model, "--reranker", w.reranker, "--work-dir",
-                      p.work, "--max-queries", "2", "--rerank-depth", "2", "--dense-candidates", "3", *CPU],
+                      p.work, "--max-queries", "2", "--rerank-depth", "2", *CPU],
         device=True, loads_model=True, java=True, slow=True),
     Cli("bm25", "pyserini_llama.bm25",
         [Slot("collection", "beir", members=BEIR_TEST), Slot("index", "dir", file="lucene"),
