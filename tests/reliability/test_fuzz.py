@@ -188,14 +188,14 @@ def test_mine_negatives_input(folder, run, qrels, negatives):
 def faiss_file(draw):
     """A flat index header with fuzzed fields (fourcc, d, ntotal, metric, float count) and a payload of any
     length, or arbitrary bytes."""
-    from pyserini_llama.dense.faiss_format import _HEADER
+    from pyserini_llama.dense.faiss_format import _COMMON, _FLAT_TAIL
 
     if draw(st.booleans()):
         return draw(raw_bytes)
     d, n = draw(st.integers(-2, 6)), draw(st.integers(-2, 6))
     floats = draw(st.one_of(st.just(max(d, 0) * max(n, 0)), st.integers(0, 50)))
-    head = _HEADER.pack(draw(st.sampled_from([b"IxFI", b"IxF2", b"IHNf", b"\0\0\0\0"])), d, n, 1 << 20, 1 << 20, 1,
-                        draw(st.integers(-1, 2)), floats)
+    head = _COMMON.pack(draw(st.sampled_from([b"IxFI", b"IxF2", b"IxSQ", b"IHNf", b"\0\0\0\0"])), d, n, 1 << 20,
+                        1 << 20, 1, draw(st.integers(-1, 2))) + _FLAT_TAIL.pack(floats)
     body = draw(st.one_of(st.just(b"\0" * 4 * floats), st.binary(max_size=200)))
     return head[:draw(st.integers(0, len(head)))] if draw(st.booleans()) and not body else head + body
 
