@@ -19,20 +19,19 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from .. import cli
-from ..batching import default_token_budget, map_batches, pad_batch
+from ..batching import pad_batch
 from ..errors import UserError
 from ..models.config import CheckpointConfig
 from ..onnxrt.cache import EXPORT_FILES
-from ..progress import progress_bar
+from .base import TextEncoder
 from .inputs import PassageLike, pad_id
 
 PathLike = Union[str, os.PathLike]
-Progress = Union[bool, Callable[[int], object]]
 # texts of several lengths for the export's trace and its check against torch (padding on some rows)
 CHECK_QUERIES = ["what is the boundary layer thickness", "x", "heat transfer in a supersonic flow over a wing"]
 CHECK_PASSAGES = [("Boundary layers", "The boundary layer thickens downstream of the leading edge " * 6),
@@ -80,7 +79,7 @@ def ensure_encoder_export(checkpoint: str, precision: Optional[str] = None,
                                                                             trust_remote_code), DEFAULT_OPSET)
 
 
-class OnnxEncoder:
+class OnnxEncoder(TextEncoder):
     """Encode queries and passages with an exported graph; same tokens, batches and pooling as the torch encoder.
 
     Example::
@@ -160,33 +159,10 @@ class OnnxEncoder:
     def passage_token_ids(self, docs: Sequence[PassageLike], max_length: Optional[int] = None) -> List[List[int]]:
         return self.rows.passage_token_ids(docs, max_length)
 
-    def encode_queries(self, queries: Sequence[str], max_length: Optional[int] = None,
-                       max_tokens_per_batch: Optional[int] = None, progress: Progress = False) -> np.ndarray:
-        return self.encode_token_ids(self.query_token_ids(queries, max_length), max_tokens_per_batch, progress,
-                                     desc="encoding queries")
-
-    def encode_passages(self, docs: Sequence[PassageLike], max_length: Optional[int] = None,
-                        max_tokens_per_batch: Optional[int] = None, progress: Progress = False) -> np.ndarray:
-        return self.encode_token_ids(self.passage_token_ids(docs, max_length), max_tokens_per_batch, progress,
-                                     desc="encoding passages")
-
-    def encode_token_ids(self, ids: List[List[int]], max_tokens_per_batch: Optional[int] = None,
-                         progress: Progress = False, desc: str = "encoding") -> np.ndarray:
-        """Token id rows -> vectors, in length-sorted batches under the token budget, rows in input order."""
+    def encode_batch(self, rows: List[List[int]]) -> np.ndarray:
         from ..onnxrt.session import run_batch
 
-        if not ids:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        budget = max_tokens_per_batch or self.max_tokens_per_batch or default_token_budget(self.device)
-        pad = pad_id(self.tokenizer)
-
-        def encode_batch(rows: List[List[int]]) -> np.ndarray:
-            return run_batch(self.session, pad_batch(rows, pad, "right"))
-
-        if callable(progress):
-            return map_batches(ids, encode_batch, budget, self.max_batch_size, progress=progress)
-        with progress_bar(len(ids), desc, "text", enabled=bool(progress)) as bar:
-            return map_batches(ids, encode_batch, budget, self.max_batch_size, progress=bar.update)
+        return run_batch(self.session, pad_batch(rows, pad_id(self.tokenizer), "right"))
 
 
 def encoder_for_backend(checkpoint: str, backend: str = "torch", device: str = "cpu",

@@ -7,24 +7,23 @@ token recipe itself is in :mod:`.inputs`. LLaRA (:mod:`.llara`) reuses this clas
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..batching import default_token_budget, map_batches, pad_batch
+from ..batching import pad_batch
 from ..models.config import CheckpointConfig
-from ..progress import progress_bar
 from ..runtime import compiled, on_gpu, resolve_device
 from . import inputs
+from .base import TextEncoder
 from .inputs import PassageLike, pad_id, pool
 
 DEFAULT_MAX_BATCH_SIZE = 1024
-Progress = Union[bool, Callable[[int], object]]
 
 
-class RepLlamaEncoder:
+class RepLlamaEncoder(TextEncoder):
     """Encode queries and passages with a RepLLaMA-style checkpoint.
 
     Example::
@@ -110,37 +109,13 @@ class RepLlamaEncoder:
     def passage_token_ids(self, docs: Sequence[PassageLike], max_length: Optional[int] = None) -> List[List[int]]:
         return inputs.passage_token_ids(self.tokenizer, self.config, docs, max_length)
 
-    def encode_queries(self, queries: Sequence[str], max_length: Optional[int] = None,
-                       max_tokens_per_batch: Optional[int] = None, progress: Progress = False) -> np.ndarray:
-        return self.encode_token_ids(self.query_token_ids(queries, max_length), max_tokens_per_batch, progress,
-                                     desc="encoding queries")
+    @property
+    def pad_multiple(self) -> int:
+        return 8 if on_gpu(self.device) else 1  # tensor-core friendly shapes; on a CPU padding only costs
 
-    def encode_passages(self, docs: Sequence[PassageLike], max_length: Optional[int] = None,
-                        max_tokens_per_batch: Optional[int] = None, progress: Progress = False) -> np.ndarray:
-        return self.encode_token_ids(self.passage_token_ids(docs, max_length), max_tokens_per_batch, progress,
-                                     desc="encoding passages")
-
-    def encode_token_ids(self, ids: List[List[int]], max_tokens_per_batch: Optional[int] = None,
-                         progress: Progress = False, desc: str = "encoding") -> np.ndarray:
-        """Encode token id rows: length-sorted batches under the token budget, rows in input order.
-
-        ``progress`` is True (a bar of its own), False, or a callable taking the number of rows done.
-        """
-        if not ids:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        gpu = on_gpu(self.device)
-        budget = max_tokens_per_batch or self.max_tokens_per_batch or default_token_budget(self.device)
-        multiple = 8 if gpu else 1  # tensor-core friendly shapes; on a CPU padding only costs
-        pad = pad_id(self.tokenizer)
-
-        def encode_batch(rows: List[List[int]]) -> np.ndarray:
-            batch = pad_batch(rows, pad, self.config.padding_side, multiple)
-            if gpu:
-                batch = {k: v.pin_memory() for k, v in batch.items()}
-            return self.embed(batch).cpu().numpy()
-
+    def encode_batch(self, rows: List[List[int]]) -> np.ndarray:
+        batch = pad_batch(rows, pad_id(self.tokenizer), self.config.padding_side, self.pad_multiple)
+        if on_gpu(self.device):
+            batch = {k: v.pin_memory() for k, v in batch.items()}
         with torch.inference_mode():
-            if callable(progress):
-                return map_batches(ids, encode_batch, budget, self.max_batch_size, multiple, progress)
-            with progress_bar(len(ids), desc, "text", enabled=bool(progress)) as bar:
-                return map_batches(ids, encode_batch, budget, self.max_batch_size, multiple, bar.update)
+            return self.embed(batch).cpu().numpy()
