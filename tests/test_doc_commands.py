@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env
-from pyserini_llama.doc_commands import (check_number, needs_gpu, path_arguments, program, published_weights,
-                                         read_commands, simple_commands, stated_numbers, undefined_variables)
+from pyserini_llama.doc_commands import (needs_gpu, path_arguments, program, published_weights, read_commands,
+                                         simple_commands, undefined_variables)
+from pyserini_llama.doc_numbers import check_number, stated_numbers
 from pyserini_llama.dry_parse import dry_parse
 
 DOC = """\

@@ -1,5 +1,5 @@
 """The docs-test: every ```bash command of README.md and docs/*.md runs, and every measured number they state is
-checked against the committed result file it names (conventions: pyserini_llama/doc_commands.py, README.md).
+checked against the committed result file it names (conventions: pyserini_llama/doc_commands.py and doc_numbers.py, README.md).
 
 Each doc runs top to bottom in a sandbox of its own: a copy of the repository whose ``../shared/ir`` holds toy
 collections under the real names (cranfield, beir-scifact, ...), with the model names the docs use
@@ -27,9 +27,9 @@ import pytest
 
 from conftest import REPO, cli_env
 from pyserini_llama.cli import QUIET_ENV
-from pyserini_llama.doc_commands import (GENERATED, Command, check_number, needs_gpu, path_arguments, program,
-                                         published_weights, read_commands, simple_commands, stated_numbers,
-                                         undefined_variables)
+from pyserini_llama.doc_commands import (GENERATED, Command, needs_gpu, path_arguments, program, published_weights,
+                                         read_commands, simple_commands, undefined_variables)
+from pyserini_llama.doc_numbers import check_number, stated_numbers
 
 pytestmark = pytest.mark.integration  # Pyserini, Java and several minutes of CLI runs
 
