@@ -20,6 +20,39 @@ TOY_DOCS = [("d1", "Protein folding", "Proteins fold into structures in the cell
             ("d6", "", "Pressure and velocity results of the model.")]
 
 
+# The layers of the suite (``pytest -m unit``, ``-m cli``, ``-m reliability``, ``-m integration``): each test file
+# belongs to one. unit: library functions on tiny models and toy data, in process; cli: our commands run as
+# processes on toy data; integration: files about Pyserini, Java or the real collections of ../shared (every
+# test there is marked ``integration``, as are the tests elsewhere that need them, so ``-m "not integration"``
+# runs without Java); reliability: the failure matrix and its companions (tests/reliability).
+LAYERS = {
+    "unit": ["test_data", "test_download", "test_exact_search", "test_fp8", "test_llara", "test_mine_negatives",
+             "test_models", "test_onnx", "test_permissions", "test_rankllama", "test_recipes",
+             "test_reference_parity", "test_repllama", "test_train"],
+    "cli": ["test_benchmarks", "test_doc_commands", "test_doctor", "test_encode_resume", "test_eval", "test_java",
+            "test_packaging", "test_rerank_sharded", "test_scripts"],
+    "integration": ["test_bm25", "test_dense", "test_docs", "test_fusion", "test_hub", "test_index_names",
+                    "test_lucene_versions", "test_pipeline", "test_prebuilt", "test_pyserini_cli", "test_quiet",
+                    "test_regressions", "test_rerank_cli", "test_topics"],
+}
+LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its file's layer; a test file that names no layer fails collection, so none is
+    silently left out of ``-m unit`` / ``-m cli`` runs."""
+    unlisted = set()
+    for item in items:
+        path = Path(str(item.fspath))
+        layer = "reliability" if path.parent.name == "reliability" else LAYER_OF.get(path.stem)
+        if layer is None:
+            unlisted.add(path.name)
+            continue
+        item.add_marker(getattr(pytest.mark, layer))
+    if unlisted:
+        raise pytest.UsageError(f"tests/conftest.py LAYERS: no layer for {', '.join(sorted(unlisted))}")
+
+
 def cli_env(**extra: str) -> dict:
     """Environment for CLI subprocesses: this source tree first on sys.path, no network to the hub."""
     env = dict(os.environ)
