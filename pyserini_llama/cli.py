@@ -113,10 +113,12 @@ def add_backend(p: argparse.ArgumentParser, default: str = "torch") -> None:
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default=default,
                    help="torch, or onnx: onnxruntime on the CPU, the checkpoint exported once and cached "
                         f"(auto: onnx on a CPU, torch on a GPU; default: {default})")
-    p.add_argument("--precision", choices=["fp32", "int8", "int8-dynamic"],
-                   help="with the onnx backend: fp32, int8 (per-token activations) or int8-dynamic "
-                        "(onnxruntime's quantize_dynamic); default: the checkpoint's measured CPU default, "
-                        "else fp32")
+    from .onnxrt.quantize import PRECISIONS  # numpy only: no onnx import here
+
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="with the onnx backend: fp32, int8 (per-token scales where activations have outliers, "
+                        "per-tensor elsewhere), int8-token or int8-dynamic (onnxruntime's quantize_dynamic); "
+                        "default: the checkpoint's measured CPU default, else fp32")
 
 
 def add_checkpoint(p: argparse.ArgumentParser, flag: str, default: Optional[str], what: str,

@@ -221,7 +221,7 @@ def ensure_lucene_index(corpus: PathLike, index_dir: PathLike, threads: int = 2,
             except (json.JSONDecodeError, UnicodeDecodeError):
                 recorded = {}
         if recorded is None:
-            raise UserError(f"{index_dir}: exists but was not built from this corpus by this program; pass "
+            raise UserError(f"{index_dir} already exists and was not built from this corpus by this program; pass "
                             f"--overwrite to rebuild it, or another index folder")
         reason = unreadable_reason(index_dir) if is_lucene_index(index_dir) else "it is incomplete"
         if reason:

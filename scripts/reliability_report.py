@@ -61,8 +61,11 @@ def against(commit: str, sample: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:
         source = Path(tmp) / "source"
         source.mkdir()
-        archive = subprocess.run(["git", "archive", commit, "pyserini_llama"], cwd=REPO, check=True,
-                                 capture_output=True).stdout
+        proc = subprocess.run(["git", "archive", commit, "pyserini_llama"], cwd=REPO, capture_output=True)
+        if proc.returncode != 0:  # not a git checkout, or no such commit
+            message = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["git archive failed"]
+            raise SystemExit(f"error: --against {commit}: {message[0]}")
+        archive = proc.stdout
         with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
             tar.extractall(source, filter="data")
         data = run_pytest([f"{SUITE}/test_matrix.py", "-m", "not integration"],

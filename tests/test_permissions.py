@@ -35,9 +35,13 @@ def test_atomic_writes_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
         write_run({"q": [("d", 1.0)]}, tmp_path / "run2.trec")
         with atomic_dir(tmp_path / "index") as out:
             (out / "docid").write_text("d\n")
+            (out / "model").mkdir(mode=0o700)  # as libraries write through mkstemp/mkdtemp
+            (out / "model" / "weights").write_bytes(b"")
+            os.chmod(out / "model" / "weights", 0o600)
     assert modes(tmp_path / "run.trec") == {"run.trec": file_mode}
     assert modes(tmp_path / "run2.trec") == {"run2.trec": file_mode}
-    assert modes(tmp_path / "index") == {"index": dir_mode, "index/docid": file_mode}
+    assert modes(tmp_path / "index") == {"index": dir_mode, "index/docid": file_mode, "index/model": dir_mode,
+                                         "index/model/weights": file_mode}
 
 
 def test_dense_index_and_topics_are_readable(tmp_path, beir_folder):

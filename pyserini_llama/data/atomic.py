@@ -31,6 +31,20 @@ def _umask() -> int:
     return mask
 
 
+def follow_umask(folder: Path) -> None:
+    """Give a finished tree the permissions plain ``mkdir``/``open`` would have (libraries that write through
+    temporary files, and ``mkdtemp``, leave 0600/0700): 0644/0755 under the usual umask."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+
+
 def _ensure_folder(folder: Path) -> None:
     for parent in [folder, *folder.parents]:
         if parent.exists() and not parent.is_dir():
@@ -174,7 +188,7 @@ def atomic_dir(path: PathLike, overwrite: bool = False, owns: Optional[Sequence[
         raise named_os_error(e, path.parent) from None
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        follow_umask(tmp)  # what libraries wrote through temporary files (0600) included
         old = None
         if path.exists() or path.is_symlink():
             if not overwrite:

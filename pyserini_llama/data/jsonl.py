@@ -67,11 +67,11 @@ def read_json_object(path: PathLike, what: str = "JSON file") -> dict:
     try:
         data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except json.JSONDecodeError as e:
-        raise DataError(path, f"malformed {what} ({e.msg})", e.lineno) from None
+        raise DataError(path, f"malformed JSON ({e.msg}) in this {what}", e.lineno) from None
     except UnicodeDecodeError as e:
         raise DataError(path, f"{what} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise DataError(path, f"cannot read {what} ({e.strerror or e})") from None
     if not isinstance(data, dict):
-        raise DataError(path, f"malformed {what}: expected a JSON object, got {type(data).__name__}")
+        raise DataError(path, f"expected a JSON object ({what}), got {type(data).__name__}")
     return data

@@ -247,13 +247,14 @@ def finalize(output: Path, write: Callable[[Path], object]) -> None:
     either absent, an unfinished run (no ``pyserini_llama.json``) or the finished model. A folder that another
     process put there meanwhile (files this trainer does not write) is refused, not replaced.
     """
-    from ..data.atomic import check_replaceable
+    from ..data.atomic import check_replaceable, follow_umask
 
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
     old = None
     try:
         write(tmp)
+        follow_umask(tmp)  # a model folder others can read, as any file the user writes
         if output.exists():
             check_replaceable(output, OUTPUT_FILES)
             old = output.with_name(f".{output.name}.old-{os.getpid()}")
