@@ -8,6 +8,10 @@ is checked against torch on padded batches before it is kept (:func:`build_expor
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable, Dict, List
@@ -31,6 +35,26 @@ def save_model(model, path: Path) -> None:
                     location=path.name + ".data" if big else None)
 
 
+@contextlib.contextmanager
+def native_warnings_hidden():
+    """torch's C++ exporter writes shape-inference warnings straight to file descriptor 2 (one per layer for our
+    fused attention operator): hidden unless verbose, restored afterwards."""
+    from ..cli import VERBOSE_ENV
+
+    if os.environ.get(VERBOSE_ENV, "0") not in ("", "0"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def export_function(fn: Callable[[Dict], "torch.Tensor"], model, sample: Dict, path: Path,  # noqa: F821
                     output_name: str, mode: str = attention.MODES[0], opset: int = DEFAULT_OPSET) -> None:
     """Trace ``fn(batch)`` (the model's torch inference function) into ``path`` with ``mode``'s attention.
@@ -52,7 +76,7 @@ def export_function(fn: Callable[[Dict], "torch.Tensor"], model, sample: Dict, p
 
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
     axes[output_name] = {0: "batch"}
-    with attention.tracing(model, mode), warnings.catch_warnings(), torch.no_grad():
+    with attention.tracing(model, mode), warnings.catch_warnings(), torch.no_grad(), native_warnings_hidden():
         warnings.simplefilter("ignore")  # the tracer's warnings concern branches on shapes we keep dynamic
         torch.onnx.export(Traced().eval(), (sample["input_ids"], sample["attention_mask"]), str(path),
                           input_names=INPUT_NAMES, output_names=[output_name], dynamic_axes=axes,
