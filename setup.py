@@ -1,6 +1,6 @@
 """Metadata lives in setup.cfg; this file only ships ``pyserini_llama.pth`` into site-packages.
 
-The .pth line installs the import hook (``pyserini_llama.hook``) that lets the unmodified Pyserini CLIs
+The .pth line installs the import hook (the top-level module ``pyserini_llama_hook``) that lets the unmodified Pyserini CLIs
 find our encoders; setuptools has no declarative way to place a file at the top of site-packages.
 """
 import os
