@@ -42,7 +42,7 @@ from pyserini_llama.data.atomic import atomic_write  # noqa: E402
 from pyserini_llama.onnxrt.quantize import PRECISIONS  # noqa: E402
 
 ENCODER, RERANKER = "repllama-smollm2", "rankllama-smollm2"
-BACKENDS = ["torch-fp32"] + [f"onnx-{p}" for p in PRECISIONS]
+BACKENDS = ["torch-fp32"] + [f"onnx-{p}" for p in PRECISIONS]  # torch-fp32 first: the reference
 
 
 def machine() -> Dict:
@@ -110,7 +110,7 @@ def speed(args) -> Dict:
     """Docs/s and pairs/s of every backend on the same inputs, in ``--rounds`` interleaved rounds."""
     folder, docs, queries, _ = collection(args.collection, args.split, 0)
     docs = docs[:args.docs]
-    encoders, rerankers = load_encoders(BACKENDS), load_rerankers(BACKENDS)
+    encoders, rerankers = load_encoders(args.backends), load_rerankers(args.backends)
     rows = encoders["torch-fp32"].passage_token_ids(docs)
     qids = list(queries)[:args.queries]
     reranker = rerankers["torch-fp32"]
@@ -119,16 +119,16 @@ def speed(args) -> Dict:
     texts = [format_pair(queries[q], d.title, d.text, reranker.config)
              for i, q in enumerate(qids) for d in docs[i * args.depth % len(docs):][:args.depth]]
     pairs = reranker.encode_pairs([q for q, _ in texts], [p for _, p in texts])
-    for name in BACKENDS:  # the same tokens everywhere: only the model runs differently
+    for name in args.backends:  # the same tokens everywhere: only the model runs differently
         assert encoders[name].passage_token_ids(docs[:8]) == rows[:8]
         assert rerankers[name].encode_pairs([q for q, _ in texts[:8]], [p for _, p in texts[:8]]) == pairs[:8]
-    times: Dict[str, Dict[str, List[float]]] = {"encode": {n: [] for n in BACKENDS},
-                                               "rerank": {n: [] for n in BACKENDS}}
-    for name in BACKENDS:  # warm-up (first-call allocations, onnxruntime's lazy initialisation)
+    times: Dict[str, Dict[str, List[float]]] = {"encode": {n: [] for n in args.backends},
+                                               "rerank": {n: [] for n in args.backends}}
+    for name in args.backends:  # warm-up (first-call allocations, onnxruntime's lazy initialisation)
         encoders[name].encode_token_ids(rows[:16])
         rerankers[name].score_token_ids(pairs[:16])
     for _ in range(args.rounds):
-        for name in BACKENDS:
+        for name in args.backends:
             start = time.perf_counter()
             encoders[name].encode_token_ids(rows)
             times["encode"][name].append(time.perf_counter() - start)
@@ -148,14 +148,14 @@ def encoder_fidelity(args) -> Dict:
     from pyserini_llama.eval import evaluate
 
     folder, docs, queries, qrels = collection(args.collection, args.split, args.max_docs)
-    encoders = load_encoders(BACKENDS)
+    encoders = load_encoders(args.backends)
     qids, docids = list(queries), [d.docid for d in docs]
     rows = encoders["torch-fp32"].passage_token_ids(docs)
     query_rows = encoders["torch-fp32"].query_token_ids([queries[q] for q in qids])
     result = {"collection": str(folder.root), "split": args.split, "docs": len(docs), "queries": len(qids),
               "backends": {}}
     reference = None
-    for name in BACKENDS:
+    for name in args.backends:
         encoder = encoders[name]
         assert encoder.passage_token_ids(docs[:8]) == rows[:8]
         start = time.perf_counter()
@@ -205,12 +205,12 @@ def reranker_fidelity(args) -> Dict:
     with tempfile.TemporaryDirectory() as work:
         first = bm25_stage(StageCache(Path(work)), folder.corpus_path, queries, k=100).run
     by_id = {d.docid: d for d in docs}
-    rerankers = load_rerankers(BACKENDS)
+    rerankers = load_rerankers(args.backends)
     result = {"collection": str(folder.root), "split": args.split, "queries": len(queries), "depth": args.depth,
               "first_stage": "BM25 (Pyserini, k1=0.9 b=0.4)", "backends": {}}
     result["bm25_nDCG@10"] = evaluate(first, qrels, ["nDCG@10"])["nDCG@10"]
     reference = None
-    for name in BACKENDS:
+    for name in args.backends:
         start = time.perf_counter()
         reranked = rerankers[name].rerank(queries, first, by_id, hits=args.depth, progress=False)
         seconds = time.perf_counter() - start
@@ -268,8 +268,11 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=10, help="speed/reranker: documents per query")
     parser.add_argument("--rounds", type=int, default=3, help="speed: interleaved rounds (median)")
     parser.add_argument("--pipeline-args", nargs=argparse.REMAINDER, default=[], help="demo: extra arguments")
+    parser.add_argument("--backends", nargs="+", default=BACKENDS, choices=BACKENDS,
+                        help="what to measure (default: all); torch-fp32, the reference, is always included")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
+    args.backends = ["torch-fp32"] + [b for b in args.backends if b != "torch-fp32"]
     run = {"speed": speed, "encoder": encoder_fidelity, "reranker": reranker_fidelity, "demo": demo}[args.section]
     result = {"command": "python benchmarks/onnx_cpu.py " + " ".join(sys.argv[1:]), "section": args.section,
               "machine": machine(), "versions": versions(), **run(args)}

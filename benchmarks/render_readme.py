@@ -164,7 +164,8 @@ def optional_sections() -> list:
 
 def onnx_cpu_section() -> list:
     """The CPU tables of ``benchmarks/onnx_cpu.py`` (each JSON records its command), when they exist."""
-    found = {name: load(f"onnx-cpu-{name}.json") for name in ("speed", "cranfield", "scifact", "rerank", "demo")
+    found = {name: load(f"onnx-cpu-{name}.json") for name in ("speed", "cranfield", "scifact", "rerank",
+                                                                 "rerank-scifact", "demo")
              if (RESULTS / f"onnx-cpu-{name}.json").exists()}
     if not found:
         return []
@@ -191,15 +192,15 @@ def onnx_cpu_section() -> list:
             fi = found[key]
             lines += [f"Encoder fidelity, {Path(fi['collection']).name} {fi['split']}: {fi['docs']} documents, "
                       f"{fi['queries']} queries, exact search. Command: `{fi['command']}`.", "",
-                      "| backend | nDCG@10 | vs torch | R@100 | doc cosine mean / min | query cosine mean / min |",
-                      "|---|---|---|---|---|---|"]
+                      "| backend | nDCG@10 | vs torch | R@100 | doc cosine mean / min | query cosine mean / min | "
+                      "seconds (all texts) |", "|---|---|---|---|---|---|---|"]
             for name, row in fi["backends"].items():
                 lines.append(f"| {name} | {row['nDCG@10']:.4f} | {row['nDCG@10_delta']:+.4f} | {row['R@100']:.4f} | "
                              f"{row['doc_cosine_mean']:.4f} / {row['doc_cosine_min']:.4f} | "
-                             f"{row['query_cosine_mean']:.4f} / {row['query_cosine_min']:.4f} |")
+                             f"{row['query_cosine_mean']:.4f} / {row['query_cosine_min']:.4f} | "
+                             f"{row['seconds']:.0f} |")
             lines.append("")
-    if "rerank" in found:
-        rr = found["rerank"]
+    for rr in [found[key] for key in ("rerank", "rerank-scifact") if key in found]:
         lines += [f"Reranker fidelity, {Path(rr['collection']).name} {rr['split']}: {rr['queries']} queries, top-"
                   f"{rr['depth']} of {rr['first_stage']} (nDCG@10 {rr['bm25_nDCG@10']:.4f}). Kendall tau of each "
                   f"query's reranked order to torch float32's. Command: `{rr['command']}`.", "",
