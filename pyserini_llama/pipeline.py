@@ -34,7 +34,7 @@ DEFAULT_RERANKER = "rankllama-smollm2"
 # The CPU defaults keep the whole pipeline (every query, full dense search) within about ten minutes on two
 # cores with the models on onnxruntime: the collection and the depth were chosen by timing it there
 # (benchmarks/onnx_cpu.py, "demo" section).
-CPU_DEFAULTS = dict(collection="cranfield", rerank_depth=20)
+CPU_DEFAULTS = dict(collection="cranfield", rerank_depth=10)
 GPU_DEFAULTS = dict(collection="beir-scifact", rerank_depth=100)
 
 
