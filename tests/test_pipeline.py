@@ -9,8 +9,9 @@ import pytest
 from pyserini_llama import pipeline
 from pyserini_llama.data.trec import load_run
 
+CPU_DEPTH = pipeline.CPU_DEFAULTS["rerank_depth"]
 STAGES = ["BM25", "RepLLaMA", "BM25+RepLLaMA (RRF)", "BM25+RepLLaMA (hybrid)",
-          "RankLLaMA on BM25+RepLLaMA (RRF) top-20", "RankLLaMA+its input (RRF)"]
+          f"RankLLaMA on BM25+RepLLaMA (RRF) top-{CPU_DEPTH}", "RankLLaMA+its input (RRF)"]
 RERANKED, FUSED = STAGES[4], STAGES[2]
 
 
@@ -69,13 +70,13 @@ def test_pipeline_all_stages_then_cached(beir_folder, packaged, tmp_path, monkey
     out = capsys.readouterr().out
     assert "device: cpu (no GPU found); models run on onnxruntime" in out  # the CPU default backend
     assert "dense: repllama-smollm2, every document of the corpus encoded" in out
-    assert "reranking the top 20 of BM25+RepLLaMA (RRF) for 2 queries with rankllama-smollm2" in out
+    assert f"reranking the top {CPU_DEPTH} of BM25+RepLLaMA (RRF) for 2 queries with rankllama-smollm2" in out
     table = out[out.index("system"):].splitlines()
     assert table[0].split() == ["system", "nDCG@10", "R@100", "MRR@10", "time"]
     assert [line[:len(name)] for line, name in zip(table[1:7], STAGES)] == STAGES
 
     result = json.loads((work / "pipeline.json").read_text())
-    assert list(result["stages"]) == STAGES and result["queries"] == 2 and result["rerank_depth"] == 20
+    assert list(result["stages"]) == STAGES and result["queries"] == 2 and result["rerank_depth"] == CPU_DEPTH
     assert result["backend"] == "onnx"
     for path in result["runs"].values():
         run = load_run(path)
