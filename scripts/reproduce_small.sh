@@ -23,19 +23,24 @@
 #                                                                                  -> $CKPT/rankllama-scifact
 #   g8. development: SciFact train-dev (held-out train queries) for every model; scripts/choose_on_dev.py picks
 #       the packaged reranker and whether the full pipeline fuses it with its input; Debian dev (dense models)
-#   g9. test, read once: SciFact test and Cranfield (zero-shot) -> $RESULTS/evaluate_small.json
+#   g8. packaging: each chosen chain flattened into one adapter of rank $PACKAGE_RANK   -> $PACKAGE/*-smollm2
+#   g9. test, read once: SciFact test and Cranfield (zero-shot), the packaged models first
+#                                                                                  -> $RESULTS/evaluate_small.json
 # Results land in $RESULTS (default $WORK/results, not results/raw: a step is skipped when its output exists, and
 # results/raw holds the committed files of an earlier run); copy them to results/raw/ and run
 # scripts/collect_results.py.
-# With PARALLEL=1 the independent trainers of a phase share the GPU (g1+g2, then g4+g5+g6a, then g6b+g7): a
-# 135M model leaves most of an H200 idle, and one process compiles while another computes. Step times go to
+# With PARALLEL=1 the independent steps of a phase run at once (g1+g2, then g4+g5+g6a, then g6b+g7, then the two
+# development evaluations): a 135M model leaves most of an H200 idle, and one process compiles while another
+# computes. GPUS="0 1" deals a phase's steps to those devices in turn (CUDA_VISIBLE_DEVICES), so a machine
+# with two GPUs runs two trainers without sharing one. Step times go to
 # $WORK/timings.tsv and $RESULTS/reproduce_timings.json.
 #
 # Knobs (environment): PYTHON, DATA_DIR (collections: beir-scifact, cranfield, debian-descriptions), WORK, CARRY,
-# CKPT, RESULTS, BASE, DEBIAN_QUERIES, RERANK_QUERIES, WEAK_BATCH, WEAK_LR, GROUP, BUCKET (tokens per bucketed
-# chunk), SCIFACT_EPOCHS, RERANK_EPOCHS, OTHER_POSITIVES, LLARA_STEPS, LLARA_BATCH, LLARA_LR, RERANK_INIT (dense|base|llara),
-# COMPILE (1: torch.compile the Debian-scale trainers), PARALLEL, DEVICE, TRAIN_ARGS (appended to every trainer),
-# SMOKE=1 (tiny settings for a CPU run on a tiny BASE: the tests' smoke run).
+# CKPT, RESULTS, PACKAGE, PACKAGE_RANK, BASE, DEBIAN_QUERIES, RERANK_QUERIES, WEAK_BATCH, WEAK_LR, GROUP,
+# BUCKET (tokens per bucketed chunk), SCIFACT_EPOCHS, RERANK_EPOCHS, OTHER_POSITIVES, LLARA_STEPS, LLARA_BATCH,
+# LLARA_LR, RERANK_INIT (dense|base|llara), COMPILE (1: torch.compile the Debian-scale trainers), PARALLEL, GPUS,
+# DEVICE, TRAIN_ARGS (appended to every trainer), SMOKE=1 (tiny settings for a CPU run on a tiny BASE: the tests'
+# smoke run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PART=${1:?usage: scripts/reproduce_small.sh cpu|gpu}
@@ -45,6 +50,7 @@ WORK=${WORK:-runs/reproduce}
 CARRY=${CARRY:-$WORK/carry}
 CKPT=${CKPT:-$WORK/checkpoints}
 RESULTS=${RESULTS:-$WORK/results}  # copy to results/raw/ and run scripts/collect_results.py
+PACKAGE=${PACKAGE:-$WORK/package}  # the checkpoints to ship: copy to pyserini_llama/checkpoints/
 BASE=${BASE:-smollm2-135m}
 SMOKE=${SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then  # a CPU run of every step on a tiny model: the script's logic, not its numbers
@@ -54,7 +60,7 @@ if [ "$SMOKE" = 1 ]; then  # a CPU run of every step on a tiny model: the script
   : "${TRAIN_ARGS:=--dtype float32 --max-steps 2 --query-max-length 16 --passage-max-length 32 --warmup-steps 0}"
   : "${LLARA_ARGS:=--dtype float32 --max-length 160}"
 fi
-DEBIAN_QUERIES=${DEBIAN_QUERIES:-10000}   # weak RepLLaMA queries (about 1 minute at 135M on an H200)
+DEBIAN_QUERIES=${DEBIAN_QUERIES:-10000}   # weak RepLLaMA queries (g1: 389 s on an H200, results/raw/reproduce_timings.json)
 RERANK_QUERIES=${RERANK_QUERIES:-8000}    # weak RankLLaMA queries (a subsample of the same ids: --max-queries)
 WEAK_BATCH=${WEAK_BATCH:-32}
 WEAK_LR=${WEAK_LR:-2e-4}
@@ -69,8 +75,10 @@ LLARA_BATCH=${LLARA_BATCH:-48}
 LLARA_LR=${LLARA_LR:-5e-5}
 LLARA_ARGS=${LLARA_ARGS:-}
 RERANK_INIT=${RERANK_INIT:-dense}
+PACKAGE_RANK=${PACKAGE_RANK:-32}
 COMPILE=${COMPILE:-1}
 PARALLEL=${PARALLEL:-0}
+read -r -a GPU_LIST <<< "${GPUS:-}"
 DEVICE=${DEVICE:-auto}
 HITS=${HITS:-200}
 RERANK_DEPTH=${RERANK_DEPTH:-100}
@@ -96,7 +104,12 @@ PIDS=()
 LOGS=()
 in_phase() {
   if [ "$PARALLEL" = 1 ]; then
-    step "$@" > "$WORK/$1.log" 2>&1 &
+    # appended: a rerun (resuming, or skipping what is done) keeps the log of the run that did the work
+    if [ "${#GPU_LIST[@]}" -gt 0 ]; then
+      CUDA_VISIBLE_DEVICES=${GPU_LIST[$((${#PIDS[@]} % ${#GPU_LIST[@]}))]} step "$@" >> "$WORK/$1.log" 2>&1 &
+    else
+      step "$@" >> "$WORK/$1.log" 2>&1 &
+    fi
     PIDS+=($!)
     LOGS+=("$WORK/$1.log")
   else
@@ -227,24 +240,36 @@ in_phase g7-rankllama-scifact "$(done_model "$CKPT/rankllama-scifact")" train ra
 finish_phase
 
 # evaluation: choices on development splits only, then test once
-evaluate() {  # output data-dir collections... -- extra args
+evaluate() {  # output data-dir collections... -- extra args; each output its own runs folder (they run at once)
   local output=$1 data=$2; shift 2
-  "$PY" scripts/evaluate_small.py --data-dir "$data" --bm25-runs "$CARRY/bm25" --runs "$WORK/eval" \
+  "$PY" scripts/evaluate_small.py --data-dir "$data" --bm25-runs "$CARRY/bm25" --runs "$WORK/eval/$(basename "$output" .json)" \
     --device "$DEVICE" --rerank-depth "$RERANK_DEPTH" --overwrite --output "$output" "$@"
 }
 dense=(--dense "repllama-scifact=$CKPT/repllama-scifact" "repllama-llara-scifact=$CKPT/repllama-llara-scifact"
        "repllama-debian=$CKPT/repllama-debian" "repllama-llara-debian=$CKPT/repllama-llara-debian")
-step g8-dev-scifact "$RESULTS/dev_small.json" evaluate "$RESULTS/dev_small.json" "$WORK" \
+in_phase g8-dev-scifact "$RESULTS/dev_small.json" evaluate "$RESULTS/dev_small.json" "$WORK" \
   --collections beir-scifact-dev:train-dev "${dense[@]}" \
   --rerankers "rankllama-scifact=$CKPT/rankllama-scifact" "rankllama-debian=$CKPT/rankllama-debian"
-step g8-dev-debian "$RESULTS/debian_dev.json" evaluate "$RESULTS/debian_dev.json" "$DATA" \
+in_phase g8-dev-debian "$RESULTS/debian_dev.json" evaluate "$RESULTS/debian_dev.json" "$DATA" \
   --collections debian-descriptions:dev --dense "repllama-debian=$CKPT/repllama-debian" \
   "repllama-llara-debian=$CKPT/repllama-llara-debian"
+finish_phase
 step g8-choose "$RESULTS/dev_choice.json" "$PY" scripts/choose_on_dev.py --dev "$RESULTS/dev_small.json" \
   --collection beir-scifact-dev --rerankers rankllama-scifact rankllama-debian --checkpoints "$CKPT" \
   --link rankllama-smollm2 --output "$RESULTS/dev_choice.json"
+# the checkpoints to ship: each chain (e.g. SciFact fine-tune -> Debian model -> base) as one adapter of rank
+# $PACKAGE_RANK (train/flatten.py; SVD, its relative error in $RESULTS/flatten.*.json), the size of one trained adapter
+package() {  # chain output
+  "$PY" -m pyserini_llama.train.flatten --checkpoint "$1" --output "$2" --rank "$PACKAGE_RANK" \
+    > "$RESULTS/flatten.$(basename "$2").json"
+}
+step g8-package-repllama "$PACKAGE/repllama-smollm2" package "$CKPT/repllama-scifact" "$PACKAGE/repllama-smollm2"
+step g8-package-rankllama "$PACKAGE/rankllama-smollm2" package "$CKPT/rankllama-smollm2" "$PACKAGE/rankllama-smollm2"
+# test, read once: what ships (first dense model: fused and reranked), the chains it was flattened from, the
+# Debian-only and LLaRA arms
 step g9-test "$RESULTS/evaluate_small.json" evaluate "$RESULTS/evaluate_small.json" "$DATA" --split test \
-  --collections beir-scifact cranfield "${dense[@]}" --rerankers "rankllama-smollm2=$CKPT/rankllama-smollm2"
+  --collections beir-scifact cranfield --dense "repllama-smollm2=$PACKAGE/repllama-smollm2" "${dense[@]:1}" \
+  --rerankers "rankllama-smollm2=$PACKAGE/rankllama-smollm2" "rankllama-chain=$CKPT/rankllama-smollm2"
 
 "$PY" - "$TIMINGS" "$RESULTS/reproduce_timings.json" <<'EOF'
 import json, sys

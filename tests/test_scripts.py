@@ -149,13 +149,17 @@ def test_reproduce_small_gpu_part_smoke_run(tmp_path, tiny_llama):
     results = tmp_path / "results"
     test = json.loads((results / "evaluate_small.json").read_text())
     assert set(test) == {"beir-scifact", "cranfield", "_meta"} and test["_meta"]["splits"]["beir-scifact"] == "test"
-    assert {"bm25", "repllama-scifact", "repllama-llara-scifact", "bm25+repllama-scifact (rrf)",
-            "rankllama-smollm2 (reranks rrf top-5)"} <= set(test["beir-scifact"])
+    assert {"bm25", "repllama-smollm2", "repllama-scifact", "repllama-llara-scifact", "bm25+repllama-smollm2 (rrf)",
+            "rankllama-smollm2 (reranks rrf top-5)", "rankllama-chain (reranks rrf top-5)"} <= set(test["beir-scifact"])
     choice = json.loads((results / "dev_choice.json").read_text())
     assert choice["split"] == "beir-scifact-dev" and choice["reranker"] in ("rankllama-scifact", "rankllama-debian")
     ckpt = work / "checkpoints"
     chain = json.loads((ckpt / "rankllama-scifact" / "adapter_config.json").read_text())["base_model_name_or_path"]
     assert chain == str(ckpt / "rankllama-debian")  # each stage starts from the one before
+    for name in ("repllama-smollm2", "rankllama-smollm2"):  # what ships: one adapter over the base model
+        shipped = json.loads((work / "package" / name / "adapter_config.json").read_text())
+        assert shipped["base_model_name_or_path"] == str(tiny_llama) and shipped["r"] == 32
+        assert json.loads((results / f"flatten.{name}.json").read_text())["rank"] == 32
     timings = json.loads((results / "reproduce_timings.json").read_text())
     assert {s["step"] for s in timings["steps"]} >= {"g1-repllama-debian", "g2-llara-adaptation", "g9-test"}
     from collect_results import collect
