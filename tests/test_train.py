@@ -422,6 +422,7 @@ def test_training_continues_from_a_trained_checkpoint(base_embedding, beir, tmp_
         assert report["rank"] == 64 and report["base_model"] == str(base_embedding) and report["exact"]
         flat = load_checkpoint(str(tmp_path / f"{name}-flat"), task=task)
         assert flat.config.base_model == str(base_embedding)
+        assert flat.config.extra["lora"] == {"r": 64, "alpha": 64, "flattened": 2}  # what the adapter now is
         got = flat.model.state_dict()
         assert all(torch.allclose(got[k], v, atol=1e-5) for k, v in chained.items()), name
     approx = flatten(tmp_path / "fine", tmp_path / "fine-r8", rank=8)

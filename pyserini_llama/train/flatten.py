@@ -126,7 +126,8 @@ def flatten(checkpoint: Path, output: Path, rank: Optional[int] = None, overwrit
         for name in TOKENIZER_FILES:
             if (chain[0] / name).exists():
                 shutil.copy2(chain[0] / name, tmp / name)
-        replace(checkpoint_config, base_model=root).save(tmp)
+        lora = dict(checkpoint_config.extra.get("lora") or {}, r=new_rank, alpha=new_rank, flattened=len(chain))
+        replace(checkpoint_config, base_model=root, extra=dict(checkpoint_config.extra, lora=lora)).save(tmp)
         if (chain[0] / "trainer_state.json").exists():
             shutil.copy2(chain[0] / "trainer_state.json", tmp / "trainer_state.json")
     return {"checkpoint": str(checkpoint), "chain": [str(f) for f in chain], "base_model": root, "rank": new_rank,
