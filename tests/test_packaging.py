@@ -36,5 +36,8 @@ def test_wheel_builds_without_warnings_and_with_its_data(tmp_path):
                 "pyserini_llama/regressions/repllama-smollm2.yaml", "pyserini_llama/prebuilt_indexes/bm25.yaml",
                 "pyserini_llama/checkpoints/repllama-smollm2/adapter_model.safetensors",
                 "pyserini_llama/checkpoints/rankllama-smollm2/pyserini_llama.json",
+                # each checkpoint's own tokenizer: the special tokens it was trained with (EOS pooling, padding)
+                "pyserini_llama/checkpoints/repllama-smollm2/tokenizer.json",
+                "pyserini_llama/checkpoints/rankllama-smollm2/tokenizer_config.json",
                 "pyserini_llama/topics.py", "pyserini_llama/data/atomic.py"}
     assert expected <= names, sorted(expected - names)

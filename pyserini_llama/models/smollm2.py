@@ -13,6 +13,7 @@ from ..paths import cache_dir
 
 SMOLLM2_NAME = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_EOS = "<|im_end|>"  # id 2: EOS and pad of HuggingFaceTB/SmolLM2-135M-Instruct's tokenizer config
 
 
 def smollm2_gguf() -> Path:
@@ -44,6 +45,11 @@ def convert_gguf(gguf_path: Path, target: Path) -> Path:
         raise UserError("converting GGUF weights needs the 'gguf' package: pip install gguf")
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    # transformers releases read this GGUF's special tokens differently (5.17 makes <|im_start|> the EOS and
+    # <|endoftext|> the pad; 5.24 <|im_end|> for both, as the model's own tokenizer config says). The EOS is
+    # RepLLaMA's pooled token, so a base converted by one release must not encode otherwise under another: pin
+    # the model card's tokens.
+    tokenizer.eos_token, tokenizer.pad_token = SMOLLM2_EOS, SMOLLM2_EOS
     quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     # transformers keeps GGUF-loaded models flagged as quantized and refuses to save them: rebuild a clean copy
     config = quantized.config
