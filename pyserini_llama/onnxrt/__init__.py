@@ -12,18 +12,37 @@ from typing import Dict, Optional, Tuple
 
 from ..errors import UserError
 
-# The precision a CPU run uses when none is asked for, per packaged checkpoint and task, as measured by
-# benchmarks/onnx_cpu.py (fidelity to torch float32 within budget: nDCG@10 within 0.01, see
-# benchmarks/README.md). Any other checkpoint runs in float32 unless int8 is asked for: it was not measured.
-# Measured by benchmarks/onnx_cpu.py (benchmarks/results/onnx-cpu-*.json): int8 keeps the reranker within 0.01
-# nDCG@10 of torch float32 on Cranfield and SciFact test (2.7x its speed), but not the encoder (-0.0057 on
-# Cranfield, -0.0147 on a SciFact sub-corpus): the encoder stays float32. int8-dynamic loses 0.0625 (encoder).
-MEASURED_CPU_PRECISION: Dict[Tuple[str, str], str] = {("rankllama-smollm2", "score"): "int8"}
+# The precision a CPU run uses when none is asked for, per checkpoint *weights* (SHA-256 of the adapter or model
+# file) and task, as measured by benchmarks/onnx_cpu.py: int8 only where it kept nDCG@10 within 0.01 of torch
+# float32 (benchmarks/README.md). Keyed by content, not by name: a retrained checkpoint under the same name was
+# not measured, so it runs in float32 until it is. Every other checkpoint runs in float32 unless asked.
+MEASURED_CPU_PRECISION: Dict[Tuple[str, str], str] = {}
 BACKENDS = ("auto", "torch", "onnx")
 
 
+def weights_sha256(checkpoint: str) -> Optional[str]:
+    """SHA-256 of a local or packaged checkpoint's weights file; None for anything else (nothing is downloaded)."""
+    from pathlib import Path
+
+    from ..fingerprint import file_sha256
+    from ..models.presets import PACKAGED_DIR
+
+    key = str(checkpoint)
+    folder = Path(key).expanduser()
+    if not folder.is_dir():
+        folder = PACKAGED_DIR / key.lower()
+        if "/" in key or not folder.is_dir():
+            return None
+    for name in ("adapter_model.safetensors", "model.safetensors"):
+        if (folder / name).is_file():
+            return file_sha256(folder / name)
+    return None
+
+
 def default_precision(checkpoint: str, task: str) -> str:
-    return MEASURED_CPU_PRECISION.get((str(checkpoint).lower(), task), "fp32")
+    if not MEASURED_CPU_PRECISION:
+        return "fp32"
+    return MEASURED_CPU_PRECISION.get((weights_sha256(checkpoint) or "", task), "fp32")
 
 
 def resolve_backend(backend: str, device: str) -> str:
