@@ -267,6 +267,8 @@ def _merge_adapter(model, base: Path, adapter: Path, task: str):
         if "missing adapter keys" in str(w.message):  # peft would merge nothing and only warn
             raise UserError(f"{adapter}: the adapter's weights name modules this {task} model does not have "
                             f"(an adapter for another architecture or head?)")
+        if "is_gradient_checkpointing" in str(w.message):  # peft reading a renamed transformers property
+            continue
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     merged = wrapped.merge_and_unload()
     return model if target is not model else merged
