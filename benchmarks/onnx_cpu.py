@@ -51,6 +51,13 @@ def machine() -> Dict:
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "load_average": list(os.getloadavg())}
 
 
+def weights() -> Dict:
+    """SHA-256 of the measured checkpoints' weights: fidelity holds for these weights only."""
+    from pyserini_llama.onnxrt import weights_sha256
+
+    return {name: weights_sha256(name) for name in (ENCODER, RERANKER)}
+
+
 def versions() -> Dict:
     from pyserini_llama.onnxrt.cache import library_versions
 
@@ -275,7 +282,7 @@ def main() -> None:
     args.backends = ["torch-fp32"] + [b for b in args.backends if b != "torch-fp32"]
     run = {"speed": speed, "encoder": encoder_fidelity, "reranker": reranker_fidelity, "demo": demo}[args.section]
     result = {"command": "python benchmarks/onnx_cpu.py " + " ".join(sys.argv[1:]), "section": args.section,
-              "machine": machine(), "versions": versions(), **run(args)}
+              "machine": machine(), "versions": versions(), "weights": weights(), **run(args)}
     result["machine"]["load_average_after"] = list(os.getloadavg())
     with atomic_write(args.output) as f:
         f.write(json.dumps(result, indent=1) + "\n")

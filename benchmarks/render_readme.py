@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the checkout's package: which weights the CPU tables measured
 RESULTS = HERE / "results"
 
 
@@ -186,6 +188,12 @@ def optional_sections() -> list:
     return lines
 
 
+def current_weights() -> dict:
+    from pyserini_llama.onnxrt import weights_sha256
+
+    return {name: weights_sha256(name) for name in ("repllama-smollm2", "rankllama-smollm2")}
+
+
 def onnx_cpu_section() -> list:
     """The CPU tables of ``benchmarks/onnx_cpu.py`` (each JSON records its command), when they exist."""
     found = {name: load(f"onnx-cpu-{name}.json") for name in ("speed", "cranfield", "scifact", "rerank",
@@ -198,7 +206,13 @@ def onnx_cpu_section() -> list:
              f"{any_run['machine']['cpu']}, {any_run['machine']['cores']} cores shared with other jobs (load "
              f"averages are in each JSON); {', '.join(f'{k} {v}' for k, v in any_run['versions'].items())}. "
              "Packaged SmolLM2-135M checkpoints (real weights). `onnx-*` rows are "
-             "`--backend onnx --precision *` (see `pyserini_llama/onnxrt/quantize.py`).", ""]
+             "`--backend onnx --precision *` (see `pyserini_llama/onnxrt/quantize.py`). A JSON with `weights` names "
+             "the SHA-256 of the weights it measured; those without were measured on the previous packaged "
+             "checkpoints, replaced since (`results/`). Speed does not depend on the weights; fidelity does, so the "
+             "CPU defaults are keyed by the weights' SHA-256 (`pyserini_llama/onnxrt/__init__.py`) and hold only "
+             "for the weights measured. Measured on the current weights: "
+             f"{', '.join(sorted(n for n, d in found.items() if d.get('weights') == current_weights())) or 'none'}.",
+             ""]
     if "speed" in found:
         sp = found["speed"]
         lines += [f"Speed, same texts, batches and token budget for every backend, median of {sp['rounds']} "
