@@ -6,8 +6,9 @@ Takes the commands of the README section "A tour on Cranfield" that need neither
 the docs-test runs on toy data), runs each with bash from a work folder laid out like a checkout (its
 ``../shared/ir`` is the data dir), times it, and evaluates every TREC run they wrote against the collection's
 qrels. The JSON records this script's command, the README commands it ran, the machine, each command's time and
-each run's metrics; the README's table is checked against it by ``tests/test_docs.py``, which also fails when
-the README's commands are no longer those recorded here. The tour builds indexes from scratch: an existing
+each run's metrics, and the weights of the packaged checkpoints it used; the README's table is checked against it
+by ``tests/test_docs.py``, which also fails when the README's commands or those checkpoints are no longer the
+ones recorded here. The tour builds indexes from scratch: an existing
 ``--work-dir`` is refused.
 """
 from __future__ import annotations
@@ -102,6 +103,7 @@ def main() -> int:
         "collection": args.collection, "split": args.split,
         "hardware": cpu_name(), "date": time.strftime("%Y-%m-%d"),
         "seconds": seconds, "minutes_total": round(sum(seconds.values()) / 60),
+        "checkpoints": checkpoint_weights(commands),
         "runs": runs,
     }
     from pyserini_llama.data.atomic import atomic_write
@@ -111,6 +113,16 @@ def main() -> int:
     print(json.dumps(runs, indent=2))
     print(f"wrote {args.output}")
     return 0
+
+
+def checkpoint_weights(commands) -> dict:
+    """SHA-256 of the weights of each packaged checkpoint the tour names: its numbers hold for those weights."""
+    from pyserini_llama.models.presets import PACKAGED_DIR
+    from pyserini_llama.onnxrt import weights_sha256
+
+    text = " ".join(c.text for c in commands)
+    return {p.name: weights_sha256(p.name) for p in sorted(PACKAGED_DIR.iterdir())
+            if p.is_dir() and p.name in text.split()}
 
 
 if __name__ == "__main__":

@@ -369,9 +369,11 @@ def test_readme_tour_is_what_was_measured():
     if not recorded.exists():
         pytest.skip("results/readme-tour.json not made yet (python scripts/readme_tour.py)")
     commands = [c.text for c in tour.tour_commands(REPO / "README.md")]
-    assert commands == json.loads(recorded.read_text())["readme_commands"], \
-        "README.md's tour changed since results/readme-tour.json was made: rerun " \
-        "python scripts/readme_tour.py --output results/readme-tour.json"
+    data = json.loads(recorded.read_text())
+    rerun = "rerun python scripts/readme_tour.py --output results/readme-tour.json"
+    assert commands == data["readme_commands"], f"README.md's tour changed since results/readme-tour.json was made: {rerun}"
+    assert data.get("checkpoints") == tour.checkpoint_weights(tour.tour_commands(REPO / "README.md")), \
+        f"the packaged checkpoints changed since the tour's numbers were measured: {rerun}"
 
 
 def test_readme_names_the_java_that_is_installed():
