@@ -37,10 +37,11 @@
 #
 # Knobs (environment): PYTHON, DATA_DIR (collections: beir-scifact, cranfield, debian-descriptions), WORK, CARRY,
 # CKPT, RESULTS, PACKAGE, PACKAGE_RANK, BASE, DEBIAN_QUERIES, RERANK_QUERIES, WEAK_BATCH, WEAK_LR, GROUP,
-# BUCKET (tokens per bucketed chunk), SCIFACT_EPOCHS, RERANK_EPOCHS, OTHER_POSITIVES, LLARA_STEPS, LLARA_BATCH,
-# LLARA_LR, RERANK_INIT (dense|base|llara), COMPILE (1: torch.compile the Debian-scale trainers), PARALLEL, GPUS,
-# DEVICE, TRAIN_ARGS (appended to every trainer), SMOKE=1 (tiny settings for a CPU run on a tiny BASE: the tests'
-# smoke run).
+# BUCKET (tokens per bucketed chunk), SCIFACT_EPOCHS, SCIFACT_PSEUDO (none|title), RERANK_EPOCHS, OTHER_POSITIVES,
+# LLARA_STEPS, LLARA_BATCH, LLARA_LR, RERANK_INIT (dense|base|llara), COMPILE (1: torch.compile the Debian-scale
+# trainers), PARALLEL, GPUS, DEVICE, TRAIN_ARGS (appended to every trainer), SMOKE=1 (tiny settings for a CPU run on
+# a tiny BASE: the tests' smoke run). A step is skipped when its output exists, whatever the knobs: run changed
+# knobs in a new WORK (or copy the steps to keep into it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PART=${1:?usage: scripts/reproduce_small.sh cpu|gpu}
@@ -69,6 +70,7 @@ BUCKET=${BUCKET:-16384}
 SCIFACT_BATCH=${SCIFACT_BATCH:-32}
 SCIFACT_EPOCHS=${SCIFACT_EPOCHS:-2}
 RERANK_EPOCHS=${RERANK_EPOCHS:-2}
+SCIFACT_PSEUDO=${SCIFACT_PSEUDO:-none}  # title: the SciFact fine-tunes add title -> abstract pseudo-queries
 OTHER_POSITIVES=${OTHER_POSITIVES:-4}  # per group of 16: positives of other queries as negatives (see docs/training.md)
 LLARA_STEPS=${LLARA_STEPS:-250}
 LLARA_BATCH=${LLARA_BATCH:-48}
@@ -186,8 +188,10 @@ fast=(--no-gradient-checkpointing --bucket-tokens "$BUCKET")  # Debian-scale run
 weak=(--collection "$DATA/debian-descriptions" --split train --max-queries "$DEBIAN_QUERIES" --epochs 1
       --negatives "$CARRY/debian.bm25.negatives.jsonl.gz" --group-size "$GROUP" --batch-size "$WEAK_BATCH"
       --learning-rate "$WEAK_LR" --warmup-steps 20 "${fast[@]}")
+pseudo=()
+[ "$SCIFACT_PSEUDO" != none ] && pseudo=(--pseudo-queries "$SCIFACT_PSEUDO")
 scifact() {  # the SciFact fine-tune of a dense model trained on Debian (identical for both arms)
-  train repllama "$2" --model "$1" --collection "$DEV" --split train-fit --epochs "$SCIFACT_EPOCHS" \
+  train repllama "$2" --model "$1" --collection "$DEV" --split train-fit --epochs "$SCIFACT_EPOCHS" "${pseudo[@]}" \
     --negatives "$CARRY/scifact.bm25.negatives.jsonl.gz,$WORK/scifact.dense.negatives.jsonl.gz" \
     --group-size "$GROUP" --batch-size "$SCIFACT_BATCH" --learning-rate 1e-4 --warmup-steps 5
 }
@@ -234,7 +238,7 @@ finish_phase
 in_phase g6b-repllama-llara-scifact "$(done_model "$CKPT/repllama-llara-scifact")" \
   scifact "$CKPT/repllama-llara-debian" "$CKPT/repllama-llara-scifact"
 in_phase g7-rankllama-scifact "$(done_model "$CKPT/rankllama-scifact")" train rankllama "$CKPT/rankllama-scifact" \
-  --model "$CKPT/rankllama-debian" --collection "$DEV" --split train-fit --epochs "$RERANK_EPOCHS" \
+  --model "$CKPT/rankllama-debian" --collection "$DEV" --split train-fit --epochs "$RERANK_EPOCHS" "${pseudo[@]}" \
   --negatives "$WORK/scifact.dense.negatives.jsonl.gz" --group-size "$GROUP" --other-positives "$OTHER_POSITIVES" \
   --batch-size "$SCIFACT_BATCH" --learning-rate 1e-4 --warmup-steps 5
 finish_phase
