@@ -427,3 +427,30 @@ def test_training_continues_from_a_trained_checkpoint(base_embedding, beir, tmp_
         assert all(torch.allclose(got[k], v, atol=1e-5) for k, v in chained.items()), name
     approx = flatten(tmp_path / "fine", tmp_path / "fine-r8", rank=8)
     assert approx["rank"] == 8 and not approx["exact"] and 0 < approx["max_relative_error"] < 1
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_training_forward_gives_the_inference_states_without_the_padding_mask(base_embedding, base_causal,
+                                                                               padding_side):
+    """In training, right-padded rows skip the padding mask (the causal kernel alone): every pooled vector and
+    every reranker score must equal what inference computes with the mask; left padding keeps the mask."""
+    from pyserini_llama.batching import pad_batch
+    from pyserini_llama.encoders.repllama import RepLlamaEncoder
+    from pyserini_llama.models.config import CheckpointConfig
+    from pyserini_llama.models.load import load_checkpoint
+    from pyserini_llama.rerankers.rankllama import RankLlamaReranker
+
+    rows = [[5, 9, 11, 2], [7, 2], [4, 8, 15, 16, 23, 42, 2], [3, 2]]
+    encoder_model = load_checkpoint(str(base_embedding), task="embedding", device="cpu", dtype="float32").model
+    encoder = RepLlamaEncoder(encoder_model, None, CheckpointConfig(padding_side=padding_side))
+    batch = pad_batch(rows, 0, padding_side, None)
+    scorer = load_checkpoint(str(base_causal), task="sequence-classification", device="cpu", dtype="float32")
+    scorer_model = scorer.model
+    reranker = RankLlamaReranker(scorer_model, scorer.tokenizer)
+    pairs = pad_batch(rows, 0, "right", None)
+    with torch.no_grad():
+        inference = encoder.embed(batch), reranker.score_batch(pairs)
+        encoder_model.train(), scorer_model.train()  # the tiny models have no dropout: only the mask changes
+        training = encoder.embed(batch), reranker.score_batch(pairs)
+    for want, got in zip(inference, training):
+        assert torch.allclose(want, got, atol=1e-5)

@@ -125,6 +125,19 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
+def last_hidden_states(model, batch: Dict[str, torch.Tensor], padding_side: str) -> torch.Tensor:
+    """The backbone's last-layer token states for a padded batch (``input_ids``, ``attention_mask``).
+
+    In training, right-padded rows go through without the padding mask. A real token attends only to earlier
+    positions, which right padding keeps real, so every real token's state (and every pooled vector) is the
+    same; the causal attention kernel then runs without building and reading a mask, which at 135M is about
+    a tenth of a training step (``benchmarks/train.py``, variant ``fast-unmasked``). Pad positions' states
+    differ, and are never read: pooling reads the mask. Inference keeps the mask, as the reference does.
+    """
+    mask = None if model.training and padding_side == "right" else batch["attention_mask"]
+    return model(input_ids=batch["input_ids"], attention_mask=mask, use_cache=False).last_hidden_state
+
+
 def pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor, pooling: str = "eos",
          k: int = 8) -> torch.Tensor:
     """Pool token states into one vector per text; correct for right and left padding alike.

@@ -91,8 +91,7 @@ class RepLlamaEncoder(TextEncoder):
     def hidden_states(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Last-layer token states; a subclass with another model head overrides this."""
         model = compiled(self.model) if self.compile else self.model
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-        return out.last_hidden_state
+        return inputs.last_hidden_states(model, batch, self.config.padding_side)
 
     def embed(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Forward + pooling + optional L2 normalisation; float32 ``(batch, dimension)``."""

@@ -22,7 +22,7 @@ from ..batching import default_token_budget, map_batches, pad_batch
 from ..data.beir import Document
 from ..data.documents import DocLookup, document_from_raw, fetch_documents
 from ..data.trec import Run
-from ..encoders.inputs import pad_id, pool
+from ..encoders.inputs import last_hidden_states, pad_id, pool
 from ..errors import UserError
 from ..models.config import CheckpointConfig
 from ..models.presets import rankllama_v1_config
@@ -92,8 +92,7 @@ class RankLlamaReranker:
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
         backbone, head = backbone_and_head(self.model)
         backbone = compiled(backbone) if self.compile else backbone
-        states = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          use_cache=False).last_hidden_state
+        states = last_hidden_states(backbone, batch, "right")
         return head(pool(states, batch["attention_mask"], "eos"))[:, 0].float()
 
     def collate(self, token_ids: Sequence[Sequence[int]]) -> Dict[str, "torch.Tensor"]:  # noqa: F821
