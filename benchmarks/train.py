@@ -55,14 +55,20 @@ SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=3
                     num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True)
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=300)
-VARIANTS = {"baseline": dict(checkpointing=True, bucketed=False),
-            "no-checkpointing": dict(checkpointing=False, bucketed=False),
-            "bucketed": dict(checkpointing=True, bucketed=True),
-            "fast": dict(checkpointing=False, bucketed=True)}
+VARIANTS = {"baseline": dict(checkpointing=True, bucketed=False, masked=True),
+            "no-checkpointing": dict(checkpointing=False, bucketed=False, masked=True),
+            "bucketed": dict(checkpointing=True, bucketed=True, masked=True),
+            "fast": dict(checkpointing=False, bucketed=True, masked=True),
+            # measured against "fast": 4x larger chunks; no LoRA dropout (a recipe change); the trainers' causal
+            # kernel without the padding mask (exact for right padding; encoders.inputs.last_hidden_states)
+            "fast-big": dict(checkpointing=False, bucketed=True, masked=True, bucket_scale=4),
+            "fast-nodropout": dict(checkpointing=False, bucketed=True, masked=True, lora_dropout=0.0),
+            "fast-unmasked": dict(checkpointing=False, bucketed=True, masked=False),
+            "fast-unmasked-big": dict(checkpointing=False, bucketed=True, masked=False, bucket_scale=4)}
 
 
 def build_model(shape: Optional[dict], folder: Optional[str], device: str, dtype: torch.dtype,
-                compile: bool = False, checkpointing: bool = True):
+                compile: bool = False, checkpointing: bool = True, lora_dropout: float = 0.1):
     from transformers import AutoModel, LlamaConfig
 
     from pyserini_llama.models.load import enable_gradient_checkpointing
@@ -77,7 +83,7 @@ def build_model(shape: Optional[dict], folder: Optional[str], device: str, dtype
     model.config.use_cache = False
     if checkpointing:
         enable_gradient_checkpointing(model)
-    model = apply_lora(model, "embedding")
+    model = apply_lora(model, "embedding", dropout=lora_dropout)
     if compile:
         compile_layers(model)  # what the trainers' --compile does
     return model
@@ -104,9 +110,35 @@ def synthetic_batch(vocab: int, batch: int, group: int, q_len: int, p_len: int, 
     return {"query": pad_batch(queries, 0, "right", 8), "passage": pad_rows(passages, 0, "right", 8, bucket_tokens)}
 
 
+def real_batches(data, tokenizer_folder: str, batch: int, n: int, bucket_tokens: int) -> tuple:
+    """``n`` micro-batches of real training groups (``data``: the trainers' TrainingData), collated by the
+    trainer's own collator, and the mean seconds the collation took per step on this CPU."""
+    from pyserini_llama.models.load import load_tokenizer
+    from pyserini_llama.models.presets import repllama_config
+    from pyserini_llama.train.collator import EmbeddingCollator
+    from pyserini_llama.train.data import StepBatches
+
+    collate = EmbeddingCollator(load_tokenizer(Path(tokenizer_folder)), repllama_config(), 8, bucket_tokens)
+    steps = StepBatches(data, batch)
+    start = time.perf_counter()
+    batches = [collate(steps(i)[0]) for i in range(n)]
+    return batches, (time.perf_counter() - start) / n
+
+
+def masked(encoder) -> None:
+    """Give the model the padding mask in training too (what the trainers did before they left it out)."""
+    model = encoder.model
+
+    def hidden_states(batch):
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     use_cache=False).last_hidden_state
+
+    encoder.hidden_states = hidden_states
+
+
 def bench(name: str, variant: str, model, device: str, autocast: bool, batch: int, group: int, q_len: int,
           p_len: int, warmup: int, steps: int, lengths: Optional[dict], bucket_tokens: int, compile: bool = False,
-          profile: bool = False) -> dict:
+          profile: bool = False, data=None, tokenizer: Optional[str] = None) -> dict:
     from pyserini_llama.models.config import CheckpointConfig
     from pyserini_llama.train.arguments import TrainingArguments
     from pyserini_llama.train.distributed import DistInfo
@@ -114,13 +146,21 @@ def bench(name: str, variant: str, model, device: str, autocast: bool, batch: in
     from pyserini_llama.train.losses.contrastive import RepLlamaTrainModel
 
     module = RepLlamaTrainModel(model, None, CheckpointConfig(), temperature=0.01, device=device)
+    if VARIANTS[variant]["masked"]:
+        masked(module.encoder)
     args = TrainingArguments(output="unused", warmup_steps=0, progress=False)
     trainer = Trainer(module, args, total_steps=warmup + steps + 1, dist_info=DistInfo(), device=device,
                       dtype="bfloat16" if autocast else "float32")
     vocab = model.config.vocab_size
-    chunk = bucket_tokens if VARIANTS[variant]["bucketed"] else 0
-    batches = [synthetic_batch(vocab, batch, group, q_len, p_len, seed=i, lengths=lengths, bucket_tokens=chunk)
-               for i in range(warmup + steps)]  # the same rows for every variant (seeded by step)
+    chunk = bucket_tokens * VARIANTS[variant].get("bucket_scale", 1) if VARIANTS[variant]["bucketed"] else 0
+    collate_seconds = None
+    if data is not None:
+        batches, collate_seconds = real_batches(data, tokenizer, batch, warmup + steps, chunk)
+    else:
+        batches = [synthetic_batch(vocab, batch, group, q_len, p_len, seed=i, lengths=lengths, bucket_tokens=chunk)
+                   for i in range(warmup + steps)]  # the same rows for every variant (seeded by step)
+    if compile:
+        torch._dynamo.utils.counters.clear()
     cuda = device.startswith("cuda")
     for b in batches[:warmup]:
         trainer.step([b])
@@ -133,13 +173,23 @@ def bench(name: str, variant: str, model, device: str, autocast: bool, batch: in
         tokens += n
         losses.append(loss)
     seconds = time.perf_counter() - start
+    profiled = None
     if profile:
         from torch.profiler import ProfilerActivity, profile as torch_profile
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with torch_profile(activities=activities) as prof:
             trainer.step([batches[-1]])
+        from torch.autograd import DeviceType
+
         key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        events = prof.events()
+        # the GPU's kernel time against the step's wall time: the rest is the host launching kernels or waiting
+        kernel_seconds = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CUDA) / 1e6
+        profiled = {"gpu_kernel_seconds": round(kernel_seconds, 4) if cuda else None,
+                    "matmul_calls": sum(1 for e in events if e.name == "aten::mm")}
+        if cuda:
+            print(f"== GPU kernels {kernel_seconds:.3f} s of a {seconds / steps:.3f} s step", file=sys.stderr)
         print(f"== {name} {variant} ({'compiled' if compile else 'eager'}): one step, top operators by self time",
               file=sys.stderr)
         print(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60), file=sys.stderr)
@@ -156,7 +206,10 @@ def bench(name: str, variant: str, model, device: str, autocast: bool, batch: in
             "steps": steps, "step_seconds": round(seconds / steps, 4), "tokens_per_second": round(tps, 1),
             "mfu": round(6 * matmul_params * tps / PEAK_FLOPS, 4),
             "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-            "final_loss": round(losses[-1], 4)}
+            "final_loss": round(losses[-1], 4), "collate_seconds": collate_seconds,
+            "recompiles": dict(torch._dynamo.utils.counters["recompiles"]) if compile else None,
+            "unique_graphs": torch._dynamo.utils.counters["stats"]["unique_graphs"] if compile else None,
+            "profile": profiled}
 
 
 def make_lengths(collection: str, tokenizer_folder: str, output: str, every: int = 6) -> None:
@@ -206,13 +259,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--make-lengths", metavar="BEIR_FOLDER", help="write --output as a lengths file of this "
                                                                       "collection (with --tokenizer) and exit")
-    parser.add_argument("--tokenizer", help="tokenizer folder for --make-lengths")
+    parser.add_argument("--tokenizer", help="tokenizer folder for --make-lengths and --data")
+    parser.add_argument("--data", metavar="BEIR_FOLDER", help="real training groups from this collection's "
+                                                              "--split (with --negatives, --tokenizer)")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--negatives", help="mined negatives (JSONL) for --data")
+    parser.add_argument("--max-queries", type=int, default=0, help="subsample of --data's queries")
     args = parser.parse_args(argv)
     if args.make_lengths:
         make_lengths(args.make_lengths, args.tokenizer, args.output)
         return 0
 
     lengths = json.loads(Path(args.lengths).read_text()) if args.lengths else None
+    data = None
+    if args.data:
+        from pyserini_llama.train.data import load_training_data
+
+        data = load_training_data(args.data, args.split, args.negatives, args.group_size, 42, None, None,
+                                  log=sys.stderr, max_queries=args.max_queries)
     if args.tiny:
         device, dtype, autocast = "cpu", torch.float32, False
         plans = [("tiny-llama", TINY, None, 2)]
@@ -236,10 +300,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for variant in args.variants:
                 torch.manual_seed(0)
                 model = build_model(shape, folder, device, dtype, compile=mode == "compiled",
-                                    checkpointing=VARIANTS[variant]["checkpointing"])
+                                    checkpointing=VARIANTS[variant]["checkpointing"],
+                                    lora_dropout=VARIANTS[variant].get("lora_dropout", 0.1))
                 results.append(bench(name, variant, model, device, autocast, batch, args.group_size,
                                      args.query_length, args.passage_length, args.warmup, args.steps, lengths,
-                                     args.bucket_tokens, compile=mode == "compiled", profile=args.profile))
+                                     args.bucket_tokens, compile=mode == "compiled", profile=args.profile,
+                                     data=data, tokenizer=args.tokenizer))
                 first = next(r for r in results if r["model"] == name and r["compile"] == (mode == "compiled"))
                 results[-1]["speedup"] = round(results[-1]["tokens_per_second"] / first["tokens_per_second"], 3)
                 print(json.dumps(results[-1]), flush=True)
@@ -251,7 +317,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                                               else sys.argv[1:])),
               "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
               "torch": torch.__version__, "peak_flops": PEAK_FLOPS,
-              "lengths": (lengths or {}).get("source", "full length"),
+              "lengths": (f"{Path(args.data).name} {args.split}: real training groups" if data is not None
+                          else (lengths or {}).get("source", "full length")),
               "flop_convention": "6 x matmul parameters (all but the input embedding) x real tokens (LoRA + "
                                  "gradient checkpointing executes 2P forward + 2P recompute + 2P input-gradient "
                                  "backward; without checkpointing 4P); attention scores not counted",
