@@ -16,10 +16,12 @@
 #   g2. LLaRA adaptation of the base model on corpus text only: Debian + SciFact + Cranfield corpora
 #                                                                                  -> $CKPT/llara-adapted
 #   g3. dense negatives from g1: SciFact train-fit and the Debian reranker queries (near duplicates excluded)
-#   g4. RepLLaMA fine-tune on SciFact train-fit from g1 (BM25 + dense negatives)  -> $CKPT/repllama-scifact
+#   g4. RepLLaMA fine-tune on SciFact train-fit from g1 (BM25 + dense negatives; with SCIFACT_PSEUDO=title also
+#       each corpus title -> its abstract)                                        -> $CKPT/repllama-scifact
 #   g5. RankLLaMA on Debian from g1's weights ($RERANK_INIT), dense negatives     -> $CKPT/rankllama-debian
 #   g6. the LLaRA arm: g1 and g4 again, identical, from g2's adapted model         -> $CKPT/repllama-llara-*
-#   g7. RankLLaMA fine-tune on SciFact train-fit from g5 (dense negatives, positives of other queries)
+#   g7. RankLLaMA fine-tune on SciFact train-fit from g5 (dense negatives, positives of other queries; title
+#       pseudo-queries as g4)
 #                                                                                  -> $CKPT/rankllama-scifact
 #   g8. development: SciFact train-dev (held-out train queries) for every model; scripts/choose_on_dev.py picks
 #       the packaged reranker and whether the full pipeline fuses it with its input; Debian dev (dense models)
@@ -32,14 +34,15 @@
 # With PARALLEL=1 the independent steps of a phase run at once (g1+g2, then g4+g5+g6a, then g6b+g7, then the two
 # development evaluations): a 135M model leaves most of an H200 idle, and one process compiles while another
 # computes. GPUS="0 1" deals a phase's steps to those devices in turn (CUDA_VISIBLE_DEVICES), so a machine
-# with two GPUs runs two trainers without sharing one. Step times go to
+# with two GPUs runs two trainers without sharing one (PARALLEL=1 on one GPU: its memory must hold
+# two trainers at once, about 120 GiB). Step times go to
 # $WORK/timings.tsv and $RESULTS/reproduce_timings.json.
 #
 # Knobs (environment): PYTHON, DATA_DIR (collections: beir-scifact, cranfield, debian-descriptions), WORK, CARRY,
 # CKPT, RESULTS, PACKAGE, PACKAGE_RANK, BASE, DEBIAN_QUERIES, RERANK_QUERIES, WEAK_BATCH, WEAK_LR, GROUP,
 # BUCKET (tokens per bucketed chunk), SCIFACT_EPOCHS, SCIFACT_PSEUDO (none|title), RERANK_EPOCHS, OTHER_POSITIVES,
-# LLARA_STEPS, LLARA_BATCH, LLARA_LR, RERANK_INIT (dense|base|llara), COMPILE (1: torch.compile the Debian-scale
-# trainers), PARALLEL, GPUS, DEVICE, TRAIN_ARGS (appended to every trainer), SMOKE=1 (tiny settings for a CPU run on
+# LLARA_STEPS, LLARA_BATCH, LLARA_LR, RERANK_INIT (dense|base|llara), COMPILE (1: torch.compile every
+# trainer), PARALLEL, GPUS, DEVICE, TRAIN_ARGS (appended to every trainer), SMOKE=1 (tiny settings for a CPU run on
 # a tiny BASE: the tests' smoke run). A step is skipped when its output exists, whatever the knobs: run changed
 # knobs in a new WORK (or copy the steps to keep into it).
 set -euo pipefail
@@ -66,11 +69,12 @@ RERANK_QUERIES=${RERANK_QUERIES:-8000}    # weak RankLLaMA queries (a subsample 
 WEAK_BATCH=${WEAK_BATCH:-32}
 WEAK_LR=${WEAK_LR:-2e-4}
 GROUP=${GROUP:-16}
-BUCKET=${BUCKET:-16384}
+BUCKET=${BUCKET:-65536}  # few large chunks: a 135M step is bound by kernel launches (benchmarks/train.py)
 SCIFACT_BATCH=${SCIFACT_BATCH:-32}
 SCIFACT_EPOCHS=${SCIFACT_EPOCHS:-2}
 RERANK_EPOCHS=${RERANK_EPOCHS:-2}
-SCIFACT_PSEUDO=${SCIFACT_PSEUDO:-none}  # title: the SciFact fine-tunes add title -> abstract pseudo-queries
+SCIFACT_PSEUDO=${SCIFACT_PSEUDO:-none}  # title: the SciFact fine-tunes add title -> abstract pseudo-queries (lower on
+                                        # train-dev with 1 epoch: results/raw/experiments/scifact-pseudo-title)
 OTHER_POSITIVES=${OTHER_POSITIVES:-4}  # per group of 16: positives of other queries as negatives (see docs/training.md)
 LLARA_STEPS=${LLARA_STEPS:-250}
 LLARA_BATCH=${LLARA_BATCH:-48}
@@ -183,7 +187,7 @@ train() {  # module output args...: one trainer, resumable
   "$PY" -m "pyserini_llama.train.$module" --output "$out" --device "$DEVICE" --save-steps 50 --resume \
     --no-progress "$@" $TRAIN_ARGS
 }
-fast=(--no-gradient-checkpointing --bucket-tokens "$BUCKET")  # Debian-scale runs: short passages, memory to spare
+fast=(--no-gradient-checkpointing --bucket-tokens "$BUCKET")  # every trainer: a 135M model leaves memory to spare
 [ "$COMPILE" = 1 ] && fast+=(--compile)
 weak=(--collection "$DATA/debian-descriptions" --split train --max-queries "$DEBIAN_QUERIES" --epochs 1
       --negatives "$CARRY/debian.bm25.negatives.jsonl.gz" --group-size "$GROUP" --batch-size "$WEAK_BATCH"
@@ -193,7 +197,7 @@ pseudo=()
 scifact() {  # the SciFact fine-tune of a dense model trained on Debian (identical for both arms)
   train repllama "$2" --model "$1" --collection "$DEV" --split train-fit --epochs "$SCIFACT_EPOCHS" "${pseudo[@]}" \
     --negatives "$CARRY/scifact.bm25.negatives.jsonl.gz,$WORK/scifact.dense.negatives.jsonl.gz" \
-    --group-size "$GROUP" --batch-size "$SCIFACT_BATCH" --learning-rate 1e-4 --warmup-steps 5
+    --group-size "$GROUP" --batch-size "$SCIFACT_BATCH" --learning-rate 1e-4 --warmup-steps 5 "${fast[@]}"
 }
 done_model() { echo "$1/pyserini_llama.json"; }
 
@@ -224,12 +228,13 @@ case "$RERANK_INIT" in
   base) rerank_init=$BASE ;;
   *) echo "error: RERANK_INIT must be dense, llara or base" >&2; exit 2 ;;
 esac
-in_phase g4-repllama-scifact "$(done_model "$CKPT/repllama-scifact")" \
-  scifact "$CKPT/repllama-debian" "$CKPT/repllama-scifact"
+# with GPUS="0 1": g5 and g6a (Debian's short rows) share the first device, g4 (SciFact's long rows) has the second
 in_phase g5-rankllama-debian "$(done_model "$CKPT/rankllama-debian")" train rankllama "$CKPT/rankllama-debian" \
   --model "$rerank_init" --collection "$DATA/debian-descriptions" --split train --max-queries "$RERANK_QUERIES" \
   --epochs 1 --negatives "$WORK/debian.dense.negatives.jsonl.gz" --group-size "$GROUP" \
   --batch-size "$WEAK_BATCH" --learning-rate 1e-4 --warmup-steps 20 "${fast[@]}"
+in_phase g4-repllama-scifact "$(done_model "$CKPT/repllama-scifact")" \
+  scifact "$CKPT/repllama-debian" "$CKPT/repllama-scifact"
 in_phase g6a-repllama-llara-debian "$(done_model "$CKPT/repllama-llara-debian")" \
   train repllama "$CKPT/repllama-llara-debian" --model "$CKPT/llara-adapted" "${weak[@]}"
 finish_phase
@@ -240,7 +245,7 @@ in_phase g6b-repllama-llara-scifact "$(done_model "$CKPT/repllama-llara-scifact"
 in_phase g7-rankllama-scifact "$(done_model "$CKPT/rankllama-scifact")" train rankllama "$CKPT/rankllama-scifact" \
   --model "$CKPT/rankllama-debian" --collection "$DEV" --split train-fit --epochs "$RERANK_EPOCHS" "${pseudo[@]}" \
   --negatives "$WORK/scifact.dense.negatives.jsonl.gz" --group-size "$GROUP" --other-positives "$OTHER_POSITIVES" \
-  --batch-size "$SCIFACT_BATCH" --learning-rate 1e-4 --warmup-steps 5
+  --batch-size "$SCIFACT_BATCH" --learning-rate 1e-4 --warmup-steps 5 "${fast[@]}"
 finish_phase
 
 # evaluation: choices on development splits only, then test once
