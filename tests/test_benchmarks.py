@@ -122,3 +122,20 @@ def test_readme_renders_the_h200_sections(results, tmp_path):
                     "## Exact search at MS MARCO scale", "## Reranking on several GPUs"):
         assert heading in text
     assert "same hits as streamed: yes" in text
+
+
+def test_recipe_speed_compares_trainer_states_run_against_run(tmp_path):
+    """Real tokens over train seconds per trainer, in both runs, and their ratio; only trainers both runs have."""
+    for run, (tokens, seconds) in {"before": (1000, 10.0), "after": (3000, 10.0)}.items():
+        (tmp_path / run).mkdir()
+        for name in ("repllama-debian", "rankllama-debian"):
+            (tmp_path / run / f"{name}.json").write_text(json.dumps({"step": 5, "tokens": tokens,
+                                                                     "train_seconds": seconds}))
+    (tmp_path / "after" / "llara-adapted.json").write_text(json.dumps({"step": 1, "tokens": 1, "train_seconds": 1}))
+    out = tmp_path / "speed.json"
+    bench("recipe_speed.py", "--before", str(tmp_path / "before"), "--after", str(tmp_path / "after"),
+          "--output", str(out))
+    report = json.loads(out.read_text())
+    assert [r["trainer"] for r in report["rows"]] == ["rankllama-debian", "repllama-debian"]
+    assert report["rows"][0]["tokens_per_second"] == [100.0, 300.0] and report["rows"][0]["speedup"] == 3.0
+    assert report["all_trainers"]["speedup"] == 3.0 and report["command"].startswith("python benchmarks/")

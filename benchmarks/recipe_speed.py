@@ -1,0 +1,64 @@
+"""Training speed of the small-scale recipe, run against run: each trainer's real tokens per second from the
+``trainer_state.json`` files two runs of ``scripts/reproduce_small.sh gpu`` wrote.
+
+A trainer's ``train_seconds`` is the wall time of its optimizer steps, compilation included (the first steps
+compile), summed over resumed sessions; ``tokens`` counts real (non-pad) tokens. Reading the states of whole
+runs measures what a user waits for, not a steady-state step (``benchmarks/train.py`` measures that).
+
+Usage::
+
+    python benchmarks/recipe_speed.py --before results/raw/trainer_state \\
+        --after results/raw/experiments/scifact-pseudo-title/trainer_state --output benchmarks/results/X.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def read_states(folder: Path) -> dict:
+    """``{trainer: (steps, tokens, seconds)}`` from a folder of ``<trainer>.json`` trainer states."""
+    states = {}
+    for path in sorted(folder.glob("*.json")):
+        state = json.loads(path.read_text())
+        states[path.stem] = (state["step"], state["tokens"], state["train_seconds"])
+    if not states:
+        raise SystemExit(f"error: {folder}: no trainer_state files (<trainer>.json)")
+    return states
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", required=True, type=Path, help="folder of the earlier run's trainer states")
+    parser.add_argument("--after", required=True, type=Path, help="folder of the later run's trainer states")
+    parser.add_argument("--output", required=True, type=Path, help="JSON report")
+    args = parser.parse_args(argv)
+    before, after = read_states(args.before), read_states(args.after)
+    rows = []
+    for name in sorted(set(before) & set(after)):
+        (s0, t0, w0), (s1, t1, w1) = before[name], after[name]
+        rows.append({"trainer": name, "steps": [s0, s1], "tokens": [t0, t1], "seconds": [w0, w1],
+                     "tokens_per_second": [round(t0 / w0, 1), round(t1 / w1, 1)],
+                     "speedup": round((t1 / w1) / (t0 / w0), 3)})
+    total = [sum(r["tokens"][i] for r in rows) / sum(r["seconds"][i] for r in rows) for i in (0, 1)]
+    report = {"benchmark": "small-scale recipe training speed",
+              "command": " ".join(["python benchmarks/recipe_speed.py"] + list(argv if argv is not None
+                                                                                else sys.argv[1:])),
+              "before": str(args.before), "after": str(args.after), "rows": rows,
+              "all_trainers": {"tokens_per_second": [round(t, 1) for t in total],
+                               "speedup": round(total[1] / total[0], 3)}}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'trainer':<24} {'steps':>9} {'tokens/s before':>16} {'after':>10} {'speed-up':>8}")
+    for r in rows:
+        print(f"{r['trainer']:<24} {r['steps'][0]:>4}/{r['steps'][1]:<4} {r['tokens_per_second'][0]:>16,.0f} "
+              f"{r['tokens_per_second'][1]:>10,.0f} {r['speedup']:>7.2f}x")
+    print(f"{'all trainers':<24} {'':>9} {total[0]:>16,.0f} {total[1]:>10,.0f} {total[1] / total[0]:>7.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
