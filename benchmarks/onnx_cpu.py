@@ -39,6 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyserini_llama.data.atomic import atomic_write  # noqa: E402
+from pyserini_llama.onnxrt import packaged_weights_sha256  # noqa: E402
 from pyserini_llama.onnxrt.quantize import PRECISIONS  # noqa: E402
 
 ENCODER, RERANKER = "repllama-smollm2", "rankllama-smollm2"
@@ -49,13 +50,6 @@ def machine() -> Dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "load_average": list(os.getloadavg())}
-
-
-def weights() -> Dict:
-    """SHA-256 of the measured checkpoints' weights: fidelity holds for these weights only."""
-    from pyserini_llama.onnxrt import weights_sha256
-
-    return {name: weights_sha256(name) for name in (ENCODER, RERANKER)}
 
 
 def versions() -> Dict:
@@ -282,7 +276,7 @@ def main() -> None:
     args.backends = ["torch-fp32"] + [b for b in args.backends if b != "torch-fp32"]
     run = {"speed": speed, "encoder": encoder_fidelity, "reranker": reranker_fidelity, "demo": demo}[args.section]
     result = {"command": "python benchmarks/onnx_cpu.py " + " ".join(sys.argv[1:]), "section": args.section,
-              "machine": machine(), "versions": versions(), "weights": weights(), **run(args)}
+              "machine": machine(), "versions": versions(), "weights": packaged_weights_sha256(), **run(args)}
     result["machine"]["load_average_after"] = list(os.getloadavg())
     with atomic_write(args.output) as f:
         f.write(json.dumps(result, indent=1) + "\n")

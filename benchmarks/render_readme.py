@@ -243,14 +243,11 @@ def optional_sections() -> list:
     return lines
 
 
-def current_weights() -> dict:
-    from pyserini_llama.onnxrt import weights_sha256
-
-    return {name: weights_sha256(name) for name in ("repllama-smollm2", "rankllama-smollm2")}
-
-
 def onnx_cpu_section() -> list:
     """The CPU tables of ``benchmarks/onnx_cpu.py`` (each JSON records its command), when they exist."""
+    from pyserini_llama.onnxrt import packaged_weights_sha256
+
+    current = packaged_weights_sha256()
     found = {name: load(f"onnx-cpu-{name}.json") for name in ("speed", "cranfield", "scifact", "rerank",
                                                                  "rerank-scifact", "demo")
              if (RESULTS / f"onnx-cpu-{name}.json").exists()}
@@ -266,7 +263,7 @@ def onnx_cpu_section() -> list:
              "checkpoints, replaced since (`results/`). Speed does not depend on the weights; fidelity does, so the "
              "CPU defaults are keyed by the weights' SHA-256 (`pyserini_llama/onnxrt/__init__.py`) and hold only "
              "for the weights measured. Measured on the current weights: "
-             f"{', '.join(sorted(n for n, d in found.items() if d.get('weights') == current_weights())) or 'none'}.",
+             f"{', '.join(sorted(n for n, d in found.items() if d.get('weights') == current)) or 'none'}.",
              ""]
     if "speed" in found:
         sp = found["speed"]

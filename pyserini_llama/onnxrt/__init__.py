@@ -43,6 +43,11 @@ def weights_sha256(checkpoint: str) -> Optional[str]:
     return None
 
 
+def packaged_weights_sha256() -> dict:
+    """``{name: SHA-256}`` of the packaged SmolLM2 checkpoints' weights: what a CPU measurement holds for."""
+    return {name: weights_sha256(name) for name in ("repllama-smollm2", "rankllama-smollm2")}
+
+
 def default_precision(checkpoint: str, task: str) -> str:
     if not MEASURED_CPU_PRECISION:
         return "fp32"
