@@ -64,7 +64,8 @@ if [ "$SMOKE" = 1 ]; then  # a CPU run of every step on a tiny model: the script
   : "${TRAIN_ARGS:=--dtype float32 --max-steps 2 --query-max-length 16 --passage-max-length 32 --warmup-steps 0}"
   : "${LLARA_ARGS:=--dtype float32 --max-length 160}"
 fi
-DEBIAN_QUERIES=${DEBIAN_QUERIES:-10000}   # weak RepLLaMA queries (g1: 389 s on an H200, results/raw/reproduce_timings.json)
+DEBIAN_QUERIES=${DEBIAN_QUERIES:-10000}   # weak RepLLaMA queries (g1 on an H200: 209 s with these trainers,
+                                          # results/raw/experiments/scifact-pseudo-title/timings.tsv; 389 s before)
 RERANK_QUERIES=${RERANK_QUERIES:-8000}    # weak RankLLaMA queries (a subsample of the same ids: --max-queries)
 WEAK_BATCH=${WEAK_BATCH:-32}
 WEAK_LR=${WEAK_LR:-2e-4}
