@@ -23,8 +23,15 @@ def read_states(folder: Path) -> dict:
     """``{trainer: (steps, tokens, seconds)}`` from a folder of ``<trainer>.json`` trainer states."""
     states = {}
     for path in sorted(folder.glob("*.json")):
-        state = json.loads(path.read_text())
-        states[path.stem] = (state["step"], state["tokens"], state["train_seconds"])
+        try:
+            state = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is no reason to fail
+            steps, tokens, seconds = int(state["step"]), int(state["tokens"]), float(state["train_seconds"])
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as e:
+            raise SystemExit(f"error: {path}: not a trainer state with step, tokens and train_seconds "
+                             f"({type(e).__name__}: {e})") from None
+        if seconds <= 0:
+            raise SystemExit(f"error: {path}: train_seconds is {seconds}; a finished run has trained for some time")
+        states[path.stem] = (steps, tokens, seconds)
     if not states:
         raise SystemExit(f"error: {folder}: no trainer_state files (<trainer>.json)")
     return states
@@ -37,6 +44,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--output", required=True, type=Path, help="JSON report")
     args = parser.parse_args(argv)
     before, after = read_states(args.before), read_states(args.after)
+    if not set(before) & set(after):
+        raise SystemExit(f"error: {args.before} and {args.after} have no trainer in common")
     rows = []
     for name in sorted(set(before) & set(after)):
         (s0, t0, w0), (s1, t1, w1) = before[name], after[name]
@@ -50,8 +59,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "before": str(args.before), "after": str(args.after), "rows": rows,
               "all_trainers": {"tokens_per_second": [round(t, 1) for t in total],
                                "speedup": round(total[1] / total[0], 3)}}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as e:
+        raise SystemExit(f"error: {args.output}: cannot write the report ({e.strerror or e})") from None
     print(f"{'trainer':<24} {'steps':>9} {'tokens/s before':>16} {'after':>10} {'speed-up':>8}")
     for r in rows:
         print(f"{r['trainer']:<24} {r['steps'][0]:>4}/{r['steps'][1]:<4} {r['tokens_per_second'][0]:>16,.0f} "

@@ -273,10 +273,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     lengths = json.loads(Path(args.lengths).read_text()) if args.lengths else None
     data = None
     if args.data:
+        from pyserini_llama.errors import UserError
         from pyserini_llama.train.data import load_training_data
 
-        data = load_training_data(args.data, args.split, args.negatives, args.group_size, 42, None, None,
-                                  log=sys.stderr, max_queries=args.max_queries)
+        if not args.tokenizer:
+            parser.error("--data needs --tokenizer (the folder whose tokenizer the trainers would use)")
+        try:
+            data = load_training_data(args.data, args.split, args.negatives, args.group_size, 42, None, None,
+                                      log=sys.stderr, max_queries=args.max_queries)
+        except UserError as e:  # a missing collection or split, malformed negatives: one line, as the trainers say
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if args.tiny:
         device, dtype, autocast = "cpu", torch.float32, False
         plans = [("tiny-llama", TINY, None, 2)]
