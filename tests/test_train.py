@@ -454,3 +454,22 @@ def test_training_forward_gives_the_inference_states_without_the_padding_mask(ba
         training = encoder.embed(batch), reranker.score_batch(pairs)
     for want, got in zip(inference, training):
         assert torch.allclose(want, got, atol=1e-5)
+
+
+def test_a_bidirectional_model_keeps_the_padding_mask_in_training():
+    """Without a causal mask a real token would attend the pads: such a model trains with the mask."""
+    from transformers import BertConfig, BertModel
+
+    from pyserini_llama.batching import pad_batch
+    from pyserini_llama.encoders.inputs import is_causal, last_hidden_states
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                 vocab_size=100, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    batch = pad_batch([[5, 9, 11, 2], [7, 2]], 0, "right", None)
+    assert not is_causal(model)
+    with torch.no_grad():
+        want = last_hidden_states(model.eval(), batch, "right")
+        got = last_hidden_states(model.train(), batch, "right")
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(want[real], got[real], atol=1e-5)

@@ -130,12 +130,24 @@ def last_hidden_states(model, batch: Dict[str, torch.Tensor], padding_side: str)
 
     In training, right-padded rows go through without the padding mask. A real token attends only to earlier
     positions, which right padding keeps real, so every real token's state (and every pooled vector) is the
-    same; the causal attention kernel then runs without building and reading a mask, which at 135M is about
-    a tenth of a training step (``benchmarks/train.py``, variant ``fast-unmasked``). Pad positions' states
-    differ, and are never read: pooling reads the mask. Inference keeps the mask, as the reference does.
+    same (in a causal model: :func:`is_causal`); the causal attention kernel then runs without building and
+    reading a mask, which at 135M is about a tenth of a training step (``benchmarks/train.py``, variant
+    ``fast-unmasked``). Pad positions' states differ, and are never read: pooling reads the mask. Inference
+    keeps the mask, as the reference does.
     """
-    mask = None if model.training and padding_side == "right" else batch["attention_mask"]
+    mask = None if model.training and padding_side == "right" and is_causal(model) else batch["attention_mask"]
     return model(input_ids=batch["input_ids"], attention_mask=mask, use_cache=False).last_hidden_state
+
+
+def is_causal(model) -> bool:
+    """Whether every attention layer of ``model`` is causal (decoders; not a bidirectional encoder such as BERT,
+    whose real tokens would attend the pads without the mask). Found once per model."""
+    found = getattr(model, "_pyserini_llama_causal", None)
+    if found is None:
+        flags = [m.is_causal for m in model.modules() if isinstance(getattr(m, "is_causal", None), bool)]
+        found = bool(flags) and all(flags)
+        model._pyserini_llama_causal = found
+    return found
 
 
 def pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor, pooling: str = "eos",
