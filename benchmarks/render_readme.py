@@ -19,33 +19,18 @@ def load(name: str) -> dict:
     return json.loads((RESULTS / name).read_text())
 
 
-def encode_table(data: dict) -> list:
-    rows = ["| model | method | docs | real tokens/s | docs/s | MFU | warm-up s |", "|---|---|---|---|---|---|---|"]
-    for r in data["results"]:
-        method = r["method"] + (f" ({r['tokens_per_batch']} tok/batch)" if r.get("tokens_per_batch") else
-                                f" (batch {r['batch_size']}, padded to 512)")
-        rows.append(f"| {r['model']} | {method} | {r['docs']} | {r['tokens_per_s']:,.0f} | {r['docs_per_s']:.1f} | "
-                    f"{r['mfu']:.1%} | {r.get('warmup_seconds', '')} |")
-    return rows
+def table(header: list, rows) -> list:
+    """Markdown table lines: the header, its rule, one line per row of cells."""
+    line = lambda cells: "| " + " | ".join(str(c) for c in cells) + " |"  # noqa: E731
+    return [line(header), "|" + "---|" * len(header)] + [line(row) for row in rows]
 
 
-def rerank_table(data: dict) -> list:
-    rows = ["| model | lengths | method | pairs/s | ms/query (top-100) | MFU |", "|---|---|---|---|---|---|"]
-    for r in data["results"]:
-        rows.append(f"| {r['model']} | {r['lengths']} | {r['method']} | {r['pairs_per_s']:.1f} | "
-                    f"{r['ms_per_query']:.0f} | {r['mfu']:.1%} |")
-    return rows
+def yes_no(flag) -> str:
+    return "yes" if flag else "no"
 
 
-def train_table(data: dict) -> list:
-    rows = ["| model | mode | queries/step | group | tokens/step | s/step | tokens/s | MFU | peak GiB |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for r in data["results"]:
-        mode = "compiled" if r.get("compile") else "eager"
-        rows.append(f"| {r['model']} | {mode} | {r['batch_queries']} | {r['group_size']} | {r['tokens_per_step']:,} | "
-                    f"{r['step_seconds']:.2f} | {r['tokens_per_second']:,.0f} | {r['mfu']:.1%} | "
-                    f"{r['peak_memory_gib']} |")
-    return rows
+def mode(r: dict) -> str:
+    return "compiled" if r.get("compile") else "eager"
 
 
 def pct(x) -> str:
@@ -63,96 +48,112 @@ def peaks_line(data: dict) -> str:
             f"(the MFU denominator), {tflops(p.get('fp8_accurate'))} without")
 
 
+def encode_table(data: dict) -> list:
+    def method(r):
+        return r["method"] + (f" ({r['tokens_per_batch']} tok/batch)" if r.get("tokens_per_batch") else
+                              f" (batch {r['batch_size']}, padded to 512)")
+
+    return table(["model", "method", "docs", "real tokens/s", "docs/s", "MFU", "warm-up s"],
+                 [[r["model"], method(r), r["docs"], f"{r['tokens_per_s']:,.0f}", f"{r['docs_per_s']:.1f}",
+                   f"{r['mfu']:.1%}", r.get("warmup_seconds", "")] for r in data["results"]])
+
+
+def rerank_table(data: dict) -> list:
+    return table(["model", "lengths", "method", "pairs/s", "ms/query (top-100)", "MFU"],
+                 [[r["model"], r["lengths"], r["method"], f"{r['pairs_per_s']:.1f}", f"{r['ms_per_query']:.0f}",
+                   f"{r['mfu']:.1%}"] for r in data["results"]])
+
+
+def train_table(data: dict) -> list:
+    return table(["model", "mode", "queries/step", "group", "tokens/step", "s/step", "tokens/s", "MFU", "peak GiB"],
+                 [[r["model"], mode(r), r["batch_queries"], r["group_size"], f"{r['tokens_per_step']:,}",
+                   f"{r['step_seconds']:.2f}", f"{r['tokens_per_second']:,.0f}", f"{r['mfu']:.1%}",
+                   r["peak_memory_gib"]] for r in data["results"]])
+
+
 def fp8_encode_table(data: dict) -> list:
-    rows = ["| model | dtype | method | docs | docs/s | real tokens/s | MFU (bf16 peak) | MFU (FP8 peak) | vs bf16 | "
-            "warm-up s |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in data["results"]:
-        rows.append(f"| {r['model']} | {r['dtype']} | {r['method']} ({r.get('tokens_per_batch')} tok/batch) | "
-                    f"{r['docs']} | {r['docs_per_s']:.1f} | {r['tokens_per_s']:,.0f} | {pct(r['mfu_bf16_peak'])} | "
-                    f"{pct(r['mfu_fp8_peak'])} | {r.get('speedup_vs_best_bf16', '')} | {r.get('warmup_seconds', '')} |")
-    return rows
+    return table(["model", "dtype", "method", "docs", "docs/s", "real tokens/s", "MFU (bf16 peak)", "MFU (FP8 peak)",
+                  "vs bf16", "warm-up s"],
+                 [[r["model"], r["dtype"], f"{r['method']} ({r.get('tokens_per_batch')} tok/batch)", r["docs"],
+                   f"{r['docs_per_s']:.1f}", f"{r['tokens_per_s']:,.0f}", pct(r["mfu_bf16_peak"]),
+                   pct(r["mfu_fp8_peak"]), r.get("speedup_vs_best_bf16", ""), r.get("warmup_seconds", "")]
+                  for r in data["results"]])
 
 
 def fp8_rerank_table(data: dict) -> list:
-    rows = ["| model | dtype | lengths | method | pairs/s | ms/query (top-100) | MFU (bf16 peak) | MFU (FP8 peak) |",
-            "|---|---|---|---|---|---|---|---|"]
-    for r in data["results"]:
-        rows.append(f"| {r['model']} | {r['dtype']} | {r['lengths']} | {r['method']} | {r['pairs_per_s']:.1f} | "
-                    f"{r['ms_per_query']:.0f} | {pct(r['mfu_bf16_peak'])} | {pct(r['mfu_fp8_peak'])} |")
-    return rows
+    return table(["model", "dtype", "lengths", "method", "pairs/s", "ms/query (top-100)", "MFU (bf16 peak)",
+                  "MFU (FP8 peak)"],
+                 [[r["model"], r["dtype"], r["lengths"], r["method"], f"{r['pairs_per_s']:.1f}",
+                   f"{r['ms_per_query']:.0f}", pct(r["mfu_bf16_peak"]), pct(r["mfu_fp8_peak"])]
+                  for r in data["results"]])
 
 
 def fidelity_table(data: dict) -> list:
-    rows = ["| collection | docs / queries | cosine mean | cosine min | nDCG@10 bf16 -> FP8 | R@100 bf16 -> FP8 | "
-            "rerank nDCG@10 bf16 -> FP8 | Kendall tau mean (min) | within budget (encoder, reranker) |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for r in data["results"]:
+    def row(r):
         e, k = r["encoder"], r["reranker"]
-        rows.append(f"| {r['collection']} ({r['split']}) | {r['documents']} / {r['queries']} | "
-                    f"{e['cosine_all']['mean']:.5f} | {e['cosine_all']['min']:.5f} | "
-                    f"{e['ndcg10_reference']:.4f} -> {e['ndcg10_fp8']:.4f} | "
-                    f"{e['recall100_reference']:.4f} -> {e['recall100_fp8']:.4f} | "
-                    f"{k['ndcg10_reference']:.4f} -> {k['ndcg10_fp8']:.4f} | "
-                    f"{k['kendall_tau_mean']:.4f} ({k['kendall_tau_min']:.4f}) | "
-                    f"{'yes' if e['within_budget'] else 'no'}, {'yes' if k['within_budget'] else 'no'} |")
-    return rows
+        return [f"{r['collection']} ({r['split']})", f"{r['documents']} / {r['queries']}",
+                f"{e['cosine_all']['mean']:.5f}", f"{e['cosine_all']['min']:.5f}",
+                f"{e['ndcg10_reference']:.4f} -> {e['ndcg10_fp8']:.4f}",
+                f"{e['recall100_reference']:.4f} -> {e['recall100_fp8']:.4f}",
+                f"{k['ndcg10_reference']:.4f} -> {k['ndcg10_fp8']:.4f}",
+                f"{k['kendall_tau_mean']:.4f} ({k['kendall_tau_min']:.4f})",
+                f"{yes_no(e['within_budget'])}, {yes_no(k['within_budget'])}"]
+
+    return table(["collection", "docs / queries", "cosine mean", "cosine min", "nDCG@10 bf16 -> FP8",
+                  "R@100 bf16 -> FP8", "rerank nDCG@10 bf16 -> FP8", "Kendall tau mean (min)",
+                  "within budget (encoder, reranker)"], [row(r) for r in data["results"]])
 
 
 def search_table(data: dict) -> list:
-    rows = ["| path | seconds | queries/s | peak GPU memory allocated (reserved) GiB | notes |",
-            "|---|---|---|---|---|"]
     s = data["streamed"]
-    rows.append(f"| streamed from host memory | {s['seconds']:.1f} | {s['queries_per_s']:,.0f} | "
-                f"{s.get('peak_allocated_gib')} ({s.get('peak_reserved_gib')}) | index read at "
-                f"{s['index_gb_per_s']} GB/s; host memory {'page-locked' if data['host_pinned'] else 'pageable'} |")
+    rows = [["streamed from host memory", f"{s['seconds']:.1f}", f"{s['queries_per_s']:,.0f}",
+             f"{s.get('peak_allocated_gib')} ({s.get('peak_reserved_gib')})",
+             f"index read at {s['index_gb_per_s']} GB/s; host memory "
+             f"{'page-locked' if data['host_pinned'] else 'pageable'}"]]
     if "resident" in data:
         r = data["resident"]
-        rows.append(f"| resident on the GPU | {r['seconds']:.1f} | {r['queries_per_s']:,.0f} | "
-                    f"{r.get('peak_allocated_gib')} ({r.get('peak_reserved_gib')}) | upload {r['upload_seconds']} s "
-                    f"(not timed); same hits as streamed: {'yes' if data['identical'] else 'NO'} |")
-    return rows
+        rows.append(["resident on the GPU", f"{r['seconds']:.1f}", f"{r['queries_per_s']:,.0f}",
+                     f"{r.get('peak_allocated_gib')} ({r.get('peak_reserved_gib')})",
+                     f"upload {r['upload_seconds']} s (not timed); same hits as streamed: "
+                     f"{'yes' if data['identical'] else 'NO'}"])
+    return table(["path", "seconds", "queries/s", "peak GPU memory allocated (reserved) GiB", "notes"], rows)
 
 
 def scaling_table(data: dict) -> list:
-    rows = ["| GPUs | seconds | pairs/s | ms/query | speed-up |", "|---|---|---|---|---|"]
-    for r in data["results"]:
-        rows.append(f"| {r['gpus']} | {r['seconds']} | {r['pairs_per_s']} | {r['ms_per_query']} | {r['speedup']} |")
-    return rows
+    return table(["GPUs", "seconds", "pairs/s", "ms/query", "speed-up"],
+                 [[r["gpus"], r["seconds"], r["pairs_per_s"], r["ms_per_query"], r["speedup"]]
+                  for r in data["results"]])
 
 
 def train_variants_table(data: dict) -> list:
-    rows = ["| variant | checkpointing | bucketed | real tokens/step | padded tokens/step | s/step | tokens/s | MFU | "
-            "peak GiB | speed-up |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in data["results"]:
-        rows.append(f"| {r['variant']} | {'yes' if r['checkpointing'] else 'no'} | {'yes' if r['bucketed'] else 'no'} "
-                    f"| {r['tokens_per_step']:,} | {r['padded_tokens_per_step']:,} | {r['step_seconds']:.3f} | "
-                    f"{r['tokens_per_second']:,.0f} | {r['mfu']:.1%} | {r['peak_memory_gib']} | {r['speedup']}x |")
-    return rows
+    return table(["variant", "checkpointing", "bucketed", "real tokens/step", "padded tokens/step", "s/step",
+                  "tokens/s", "MFU", "peak GiB", "speed-up"],
+                 [[r["variant"], yes_no(r["checkpointing"]), yes_no(r["bucketed"]), f"{r['tokens_per_step']:,}",
+                   f"{r['padded_tokens_per_step']:,}", f"{r['step_seconds']:.3f}", f"{r['tokens_per_second']:,.0f}",
+                   f"{r['mfu']:.1%}", r["peak_memory_gib"], f"{r['speedup']}x"] for r in data["results"]])
 
 
 def train_profile_table(data: dict) -> list:
     """Variants on real training groups, eager and compiled: chunk size, padding mask, LoRA dropout."""
-    rows = ["| variant | mode | chunk tokens | padding mask | real tokens/step | padded tokens/step | s/step | "
-            "GPU kernels s | matmul launches | tokens/s | peak GiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in data["results"]:
-        mask = "yes" if r.get("masked", not r.get("unmasked", False)) else "no"
-        rows.append(f"| {r['variant']} | {'compiled' if r['compile'] else 'eager'} | {r['bucket_tokens']:,} | "
-                    f"{mask} | {r['tokens_per_step']:,} | {r['padded_tokens_per_step']:,} | "
-                    f"{r['step_seconds']:.3f} | {(r.get('profile') or {}).get('gpu_kernel_seconds', '-')} | "
-                    f"{(r.get('profile') or {}).get('matmul_calls', '-')} | {r['tokens_per_second']:,.0f} | "
-                    f"{r['peak_memory_gib']} |")
-    return rows
+    def row(r):
+        profile = r.get("profile") or {}
+        return [r["variant"], mode(r), f"{r['bucket_tokens']:,}", yes_no(r.get("masked", not r.get("unmasked"))),
+                f"{r['tokens_per_step']:,}", f"{r['padded_tokens_per_step']:,}", f"{r['step_seconds']:.3f}",
+                profile.get("gpu_kernel_seconds", "-"), profile.get("matmul_calls", "-"),
+                f"{r['tokens_per_second']:,.0f}", r["peak_memory_gib"]]
+
+    return table(["variant", "mode", "chunk tokens", "padding mask", "real tokens/step", "padded tokens/step",
+                  "s/step", "GPU kernels s", "matmul launches", "tokens/s", "peak GiB"],
+                 [row(r) for r in data["results"]])
 
 
 def recipe_speed_table(data: dict) -> list:
-    rows = ["| trainer | steps (before / after) | tokens/s before | tokens/s after | speed-up |", "|---|---|---|---|---|"]
-    for r in data["rows"]:
-        rows.append(f"| {r['trainer']} | {r['steps'][0]} / {r['steps'][1]} | {r['tokens_per_second'][0]:,.0f} | "
-                    f"{r['tokens_per_second'][1]:,.0f} | {r['speedup']}x |")
     total = data["all_trainers"]
-    rows.append(f"| all trainers | | {total['tokens_per_second'][0]:,.0f} | {total['tokens_per_second'][1]:,.0f} | "
-                f"{total['speedup']}x |")
-    return rows
+    rows = [[r["trainer"], f"{r['steps'][0]} / {r['steps'][1]}", f"{r['tokens_per_second'][0]:,.0f}",
+             f"{r['tokens_per_second'][1]:,.0f}", f"{r['speedup']}x"] for r in data["rows"]]
+    rows.append(["all trainers", "", f"{total['tokens_per_second'][0]:,.0f}", f"{total['tokens_per_second'][1]:,.0f}",
+                 f"{total['speedup']}x"])
+    return table(["trainer", "steps (before / after)", "tokens/s before", "tokens/s after", "speed-up"], rows)
 
 
 def optional_sections() -> list:
@@ -270,49 +271,40 @@ def onnx_cpu_section() -> list:
         lines += [f"Speed, same texts, batches and token budget for every backend, median of {sp['rounds']} "
                   f"interleaved rounds: {sp['docs']} Cranfield documents ({sp['doc_tokens']:,} tokens) encoded, "
                   f"{sp['pairs']} query-document pairs ({sp['pair_tokens']:,} tokens) scored. Command: "
-                  f"`{sp['command']}`.", "",
-                  "| backend | docs/s | encoding vs torch | pairs/s | reranking vs torch |", "|---|---|---|---|---|"]
-        for name, enc in sp["encode"].items():
-            rer = sp["rerank"][name]
-            lines.append(f"| {name} | {enc['per_s']:.2f} | {enc['speedup']:.2f}x | {rer['per_s']:.2f} | "
-                         f"{rer['speedup']:.2f}x |")
-        lines.append("")
+                  f"`{sp['command']}`.", ""]
+        lines += table(["backend", "docs/s", "encoding vs torch", "pairs/s", "reranking vs torch"],
+                       [[name, f"{enc['per_s']:.2f}", f"{enc['speedup']:.2f}x", f"{sp['rerank'][name]['per_s']:.2f}",
+                         f"{sp['rerank'][name]['speedup']:.2f}x"] for name, enc in sp["encode"].items()]) + [""]
     for key in ("cranfield", "scifact"):
         if key in found:
             fi = found[key]
             lines += [f"Encoder fidelity, {Path(fi['collection']).name} {fi['split']}: {fi['docs']} documents, "
-                      f"{fi['queries']} queries, exact search. Command: `{fi['command']}`.", "",
-                      "| backend | nDCG@10 | vs torch | R@100 | doc cosine mean / min | query cosine mean / min | "
-                      "seconds (all texts) |", "|---|---|---|---|---|---|---|"]
-            for name, row in fi["backends"].items():
-                lines.append(f"| {name} | {row['nDCG@10']:.4f} | {row['nDCG@10_delta']:+.4f} | {row['R@100']:.4f} | "
-                             f"{row['doc_cosine_mean']:.4f} / {row['doc_cosine_min']:.4f} | "
-                             f"{row['query_cosine_mean']:.4f} / {row['query_cosine_min']:.4f} | "
-                             f"{row['seconds']:.0f} |")
-            lines.append("")
+                      f"{fi['queries']} queries, exact search. Command: `{fi['command']}`.", ""]
+            lines += table(["backend", "nDCG@10", "vs torch", "R@100", "doc cosine mean / min",
+                            "query cosine mean / min", "seconds (all texts)"],
+                           [[name, f"{row['nDCG@10']:.4f}", f"{row['nDCG@10_delta']:+.4f}", f"{row['R@100']:.4f}",
+                             f"{row['doc_cosine_mean']:.4f} / {row['doc_cosine_min']:.4f}",
+                             f"{row['query_cosine_mean']:.4f} / {row['query_cosine_min']:.4f}", f"{row['seconds']:.0f}"]
+                            for name, row in fi["backends"].items()]) + [""]
     for rr in [found[key] for key in ("rerank", "rerank-scifact") if key in found]:
         lines += [f"Reranker fidelity, {Path(rr['collection']).name} {rr['split']}: {rr['queries']} queries, top-"
                   f"{rr['depth']} of {rr['first_stage']} (nDCG@10 {rr['bm25_nDCG@10']:.4f}). Kendall tau of each "
-                  f"query's reranked order to torch float32's. Command: `{rr['command']}`.", "",
-                  "| backend | nDCG@10 | vs torch | Kendall tau mean / min | same order | pairs/s |",
-                  "|---|---|---|---|---|---|"]
-        for name, row in rr["backends"].items():
-            lines.append(f"| {name} | {row['nDCG@10']:.4f} | {row['nDCG@10_delta']:+.4f} | "
-                         f"{row['kendall_tau_mean']:.3f} / {row['kendall_tau_min']:.3f} | "
-                         f"{row['identical_order']:.0%} | {row['pairs_per_s']:.1f} |")
-        lines.append("")
+                  f"query's reranked order to torch float32's. Command: `{rr['command']}`.", ""]
+        lines += table(["backend", "nDCG@10", "vs torch", "Kendall tau mean / min", "same order", "pairs/s"],
+                       [[name, f"{row['nDCG@10']:.4f}", f"{row['nDCG@10_delta']:+.4f}",
+                         f"{row['kendall_tau_mean']:.3f} / {row['kendall_tau_min']:.3f}",
+                         f"{row['identical_order']:.0%}", f"{row['pairs_per_s']:.1f}"]
+                        for name, row in rr["backends"].items()]) + [""]
     if "demo" in found:
         de = found["demo"]
         pl = de["pipeline"]
         lines += [f"The README demo on this CPU, `python -m pyserini_llama.pipeline` with no arguments (first run: "
                   f"fresh export cache, BM25 index built): {de['seconds'] / 60:.1f} minutes, {pl['queries']} "
                   f"queries of {Path(pl['collection']).name}, reranking depth {pl['rerank_depth']} (load average "
-                  f"{de['load_average_before'][0]:.1f} before). Command: `{de['command']}`.", "",
-                  "| stage | nDCG@10 | R@100 | MRR@10 | seconds |", "|---|---|---|---|---|"]
-        for name, row in pl["stages"].items():
-            lines.append(f"| {name} | {row['nDCG@10']:.4f} | {row['R@100']:.4f} | {row['MRR@10']:.4f} | "
-                         f"{row['seconds']:.0f} |")
-        lines.append("")
+                  f"{de['load_average_before'][0]:.1f} before). Command: `{de['command']}`.", ""]
+        lines += table(["stage", "nDCG@10", "R@100", "MRR@10", "seconds"],
+                       [[name, f"{row['nDCG@10']:.4f}", f"{row['R@100']:.4f}", f"{row['MRR@10']:.4f}",
+                         f"{row['seconds']:.0f}"] for name, row in pl["stages"].items()]) + [""]
     return lines
 
 
