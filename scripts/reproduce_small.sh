@@ -35,8 +35,9 @@
 # development evaluations): a 135M model leaves most of an H200 idle, and one process compiles while another
 # computes. GPUS="0 1" deals a phase's steps to those devices in turn (CUDA_VISIBLE_DEVICES), so a machine
 # with two GPUs runs two trainers without sharing one (PARALLEL=1 on one GPU: its memory must hold
-# two trainers at once, about 120 GiB). Step times go to
-# $WORK/timings.tsv and $RESULTS/reproduce_timings.json.
+# two trainers at once, about 120 GiB). Step times go to $WORK/timings.tsv and $RESULTS/reproduce_timings.json; a
+# step is timed when it finishes, so a step cut short and resumed records only the part after the resume: for the
+# script's time, let one run go to the end.
 #
 # Knobs (environment): PYTHON, DATA_DIR (collections: beir-scifact, cranfield, debian-descriptions), WORK, CARRY,
 # CKPT, RESULTS, PACKAGE, PACKAGE_RANK, BASE, DEBIAN_QUERIES, RERANK_QUERIES, WEAK_BATCH, WEAK_LR, GROUP,
