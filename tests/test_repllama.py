@@ -120,6 +120,17 @@ def test_plan_batches_respects_the_budget_and_covers_everything():
     assert rows[:, 0].tolist() == lengths  # back in input order
 
 
+def test_plan_batches_bounds_the_padding_share_when_asked():
+    """A CPU's bound: no batch is more than a tenth padding, unless a row stands alone; nothing is lost."""
+    lengths = [512, 40, 300, 35, 500, 120, 38, 290, 118, 7]
+    batches = plan_batches(lengths, max_tokens=8192, max_padding=0.1)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        width, real = max(lengths[i] for i in b), sum(lengths[i] for i in b)
+        assert len(b) == 1 or width * len(b) - real <= 0.1 * width * len(b)
+    assert len(plan_batches(lengths, max_tokens=8192)) == 1  # unbounded: one batch, 61% padding
+
+
 def test_embed_keeps_gradients_for_training(encoder):
     ids = tokenize_for_embedding(encoder.tokenizer, ["query: protein"], MAX_Q)
     out = encoder.embed(pad_batch(ids, pad_id(encoder.tokenizer)))

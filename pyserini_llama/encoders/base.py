@@ -7,11 +7,12 @@ settings; this class runs the length-sorted batches under the token budget, with
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..batching import default_token_budget, map_batches
+from ..batching import default_max_padding, default_token_budget, map_batches
 from ..progress import progress_bar
 from .inputs import PassageLike
 
@@ -54,7 +55,9 @@ class TextEncoder:
         if not ids:
             return np.zeros((0, self.dimension), dtype=np.float32)
         budget = max_tokens_per_batch or self.max_tokens_per_batch or default_token_budget(self.device)
+        run = partial(map_batches, ids, self.encode_batch, budget, self.max_batch_size, self.pad_multiple,
+                      max_padding=default_max_padding(self.device))
         if callable(progress):
-            return map_batches(ids, self.encode_batch, budget, self.max_batch_size, self.pad_multiple, progress)
+            return run(progress=progress)
         with progress_bar(len(ids), desc, "text", enabled=bool(progress)) as bar:
-            return map_batches(ids, self.encode_batch, budget, self.max_batch_size, self.pad_multiple, bar.update)
+            return run(progress=bar.update)

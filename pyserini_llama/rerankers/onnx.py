@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..batching import map_batches
+from ..batching import default_max_padding, map_batches
 from ..errors import UserError
 from ..progress import progress_bar
 from .rankllama import RankLlamaReranker
@@ -112,7 +112,8 @@ class OnnxReranker(RankLlamaReranker):
             return scores
 
         with progress_bar(len(token_ids), "reranking", "pair", enabled=progress) as bar:
-            return map_batches(token_ids, score_rows, self.batch_tokens, progress=bar.update)
+            return map_batches(token_ids, score_rows, self.batch_tokens, progress=bar.update,
+                               max_padding=default_max_padding("cpu"))  # onnxruntime runs on the CPU
 
 
 def reranker_for_backend(checkpoint: str, backend: str = "torch", device: str = "cpu",

@@ -18,7 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..batching import default_token_budget, map_batches, pad_batch
+from ..batching import default_max_padding, default_token_budget, map_batches, pad_batch
 from ..data.beir import Document
 from ..data.documents import DocLookup, document_from_raw, fetch_documents
 from ..data.trec import Run
@@ -118,8 +118,8 @@ class RankLlamaReranker:
             return logits.cpu().numpy()
 
         with torch.inference_mode(), progress_bar(len(token_ids), "reranking", "pair", enabled=progress) as bar:
-            return map_batches(token_ids, score_rows, self.batch_tokens,
-                               multiple_of=8 if on_gpu(self.device) else 1, progress=bar.update)
+            return map_batches(token_ids, score_rows, self.batch_tokens, multiple_of=8 if on_gpu(self.device) else 1,
+                               progress=bar.update, max_padding=default_max_padding(self.device))
 
     def score(self, query: str, docs: Sequence[Tuple[str, str]]) -> np.ndarray:
         """Scores of ``(title, text)`` documents for one query, in input order."""
