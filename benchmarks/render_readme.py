@@ -308,6 +308,26 @@ def onnx_cpu_section() -> list:
     return lines
 
 
+def cpu_batching_section() -> list:
+    """``benchmarks/cpu_batching.py``: encoding on a CPU with and without the padding bound."""
+    if not (RESULTS / "cpu-batching.json").exists():
+        return []
+    data = load("cpu-batching.json")
+    return ["## CPU: batches with a padding bound (`benchmarks/cpu_batching.py`)", "",
+            f"Command: `{data['command']}`; {data['machine']['cpu']}, {data['machine']['cores']} cores; "
+            f"{data['checkpoint']}, torch float32, the first {data['docs']} {data['collection']} documents "
+            f"({data['real_tokens']:,} real tokens, `--max-length {data['max_length']}`), median of "
+            f"{data['rounds']} interleaved rounds. `pyserini.encode batches` is what the plugin gets from "
+            f"`python -m pyserini.encode --batch-size {data['batch_size']}` (documents in file order); `whole "
+            "corpus` is `pyserini_llama.encode` (sorted by length first). Off: one batch per token budget, "
+            f"padded to its longest row; on: a batch also ends before it is {data['max_padding']:.0%} padding "
+            "(`pyserini_llama/batching.py`, on a CPU only).", ""] + table(
+        ["path", "seconds off", "seconds on", "speed-up", "padded tokens off", "padded tokens on",
+         "largest vector difference"],
+        [[r["path"], r["seconds_off"], r["seconds_on"], f"{r['speedup']}x", f"{r['padded_tokens_off']:,}",
+          f"{r['padded_tokens_on']:,}", f"{r['max_abs_difference']:.1e}"] for r in data["results"]]) + [""]
+
+
 def main(argv=None) -> None:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -343,7 +363,7 @@ def main(argv=None) -> None:
              "LoRA dropout that eager runs as separate memory-bound kernels, and lowers peak memory. At 135M the "
              "same flag doubles throughput (2.2x) but MFU stays low (15%): with a hidden size of 576 the "
              "matmuls are too small to keep an H100 busy.", ""]
-    lines += optional_sections() + onnx_cpu_section()
+    lines += optional_sections() + onnx_cpu_section() + cpu_batching_section()
     args.output.write_text("\n".join(lines))
     print(f"wrote {args.output}")
 

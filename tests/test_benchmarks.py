@@ -139,3 +139,18 @@ def test_recipe_speed_compares_trainer_states_run_against_run(tmp_path):
     assert [r["trainer"] for r in report["rows"]] == ["rankllama-debian", "repllama-debian"]
     assert report["rows"][0]["tokens_per_second"] == [100.0, 300.0] and report["rows"][0]["speedup"] == 3.0
     assert report["all_trainers"]["speedup"] == 3.0 and report["command"].startswith("python benchmarks/")
+
+
+def test_cpu_batching_smoke_same_vectors_fewer_padded_tokens(tmp_path, beir_folder):
+    from pyserini_llama.models.config import CheckpointConfig
+    from pyserini_llama.testing import build_tiny_llama
+
+    encoder = build_tiny_llama(tmp_path / "enc", task="embedding")
+    CheckpointConfig(passage_max_length=32, dtype="float32").save(encoder)
+    out = tmp_path / "cpu-batching.json"
+    bench("cpu_batching.py", "--checkpoint", str(encoder), "--collection", str(beir_folder), "--docs", "6",
+          "--batch-size", "3", "--max-length", "32", "--rounds", "1", "--output", str(out))
+    report = json.loads(out.read_text())
+    assert [r["path"] for r in report["results"]] == ["pyserini.encode batches", "whole corpus"]
+    for r in report["results"]:
+        assert r["padded_tokens_on"] <= r["padded_tokens_off"] and r["max_abs_difference"] < 1e-5

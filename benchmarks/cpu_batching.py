@@ -1,0 +1,109 @@
+"""Encoding on a CPU with and without the padding bound of :mod:`pyserini_llama.batching` (``MAX_PADDING``).
+
+Two ways documents reach the encoder: ``pyserini.encode`` hands over batches of ``--batch-size`` documents in
+file order (the plugin's ``RepLlamaDocumentEncoder.encode`` gets each batch), and ``pyserini_llama.encode`` gives
+the whole corpus at once (sorted by length first). Each is timed with the bound off (one batch per token budget,
+padded to its longest row) and on, in interleaved rounds on the same documents; the vectors of the two settings
+are compared (largest absolute difference). Absolute CPU times are noisy on a shared machine; the ratios of one
+run much less so.
+
+Usage::
+
+    python benchmarks/cpu_batching.py --docs 96 --rounds 2 --output benchmarks/results/cpu-batching.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--collection", default="cranfield", help="BEIR folder or name (default cranfield)")
+    parser.add_argument("--docs", type=int, default=96, help="the first N documents, in file order")
+    parser.add_argument("--batch-size", type=int, default=16, help="pyserini.encode's --batch-size")
+    parser.add_argument("--max-length", type=int, default=512, help="pyserini.encode's --max-length")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--checkpoint", default="repllama-smollm2")
+    parser.add_argument("--output", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from onnx_cpu import machine, versions
+    from pyserini_llama import batching
+    from pyserini_llama.data.collections import resolve_collection
+    from pyserini_llama.encoders.pyserini_adapters import RepLlamaDocumentEncoder
+
+    folder = resolve_collection(args.collection)
+    docs = [doc for _, doc in zip(range(args.docs), folder.corpus().values())]
+    adapter = RepLlamaDocumentEncoder(args.checkpoint, device="cpu")
+    encoder = adapter.encoder
+    lengths = [len(r) for r in encoder.passage_token_ids([(d.title, d.text) for d in docs], args.max_length)]
+
+    def pyserini_batches():
+        return np.concatenate([adapter.encode([d.text for d in docs[i:i + args.batch_size]],
+                                              titles=[d.title for d in docs[i:i + args.batch_size]],
+                                              max_length=args.max_length)
+                               for i in range(0, len(docs), args.batch_size)])
+
+    def whole_corpus():
+        return encoder.encode_passages([(d.title, d.text) for d in docs], max_length=args.max_length)
+
+    def padded_tokens(groups, bound):
+        return sum(max(lengths[i] for i in batch) * len(batch)
+                   for group in groups
+                   for batch in batching.plan_batches([lengths[i] for i in group], batching.DEFAULT_TOKENS_PER_BATCH
+                                                      ["cpu"], max_padding=bound)
+                   for batch in [[group[j] for j in batch]])
+
+    paths = {"pyserini.encode batches": (pyserini_batches, [list(range(i, min(i + args.batch_size, len(docs))))
+                                                             for i in range(0, len(docs), args.batch_size)]),
+             "whole corpus": (whole_corpus, [list(range(len(docs)))])}
+    bounds = {"off": None, "on": batching.MAX_PADDING["cpu"]}
+    seconds = {(p, b): [] for p in paths for b in bounds}
+    vectors = {}
+    torch.set_grad_enabled(False)
+    whole_corpus()  # warm-up, not timed
+    for _ in range(args.rounds):
+        for path, (run, _) in paths.items():
+            for name, bound in bounds.items():
+                batching.MAX_PADDING["cpu"] = bound
+                start = time.perf_counter()
+                vectors[path, name] = run()
+                seconds[path, name].append(time.perf_counter() - start)
+    batching.MAX_PADDING["cpu"] = bounds["on"]
+    rows = []
+    for path, (_, groups) in paths.items():
+        off, on = (float(np.median(seconds[path, b])) for b in bounds)
+        rows.append({"path": path, "seconds_off": round(off, 2), "seconds_on": round(on, 2),
+                     "speedup": round(off / on, 3), "padded_tokens_off": padded_tokens(groups, None),
+                     "padded_tokens_on": padded_tokens(groups, bounds["on"]),
+                     "max_abs_difference": float(np.abs(vectors[path, "off"] - vectors[path, "on"]).max())})
+    report = {"benchmark": "cpu-batching", "command": " ".join(["python benchmarks/cpu_batching.py"] + list(
+        argv if argv is not None else sys.argv[1:])), "machine": machine(), "versions": versions(),
+        "checkpoint": args.checkpoint, "collection": folder.root.name, "docs": len(docs),
+        "real_tokens": sum(lengths), "batch_size": args.batch_size, "max_length": args.max_length,
+        "max_padding": bounds["on"], "rounds": args.rounds, "results": rows}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'path':<26} {'off s':>7} {'on s':>7} {'speed-up':>8} {'padded off':>10} {'padded on':>10} {'max diff':>9}")
+    for r in rows:
+        print(f"{r['path']:<26} {r['seconds_off']:>7.1f} {r['seconds_on']:>7.1f} {r['speedup']:>7.2f}x "
+              f"{r['padded_tokens_off']:>10,} {r['padded_tokens_on']:>10,} {r['max_abs_difference']:>9.2e}")
+    print(f"{len(docs)} documents, {sum(lengths):,} real tokens")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
