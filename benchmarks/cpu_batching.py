@@ -45,9 +45,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from pyserini_llama.data.collections import resolve_collection
     from pyserini_llama.encoders.pyserini_adapters import RepLlamaDocumentEncoder
 
-    folder = resolve_collection(args.collection)
-    docs = [doc for _, doc in zip(range(args.docs), folder.corpus().values())]
-    adapter = RepLlamaDocumentEncoder(args.checkpoint, device="cpu")
+    from pyserini_llama.errors import UserError
+
+    try:
+        folder = resolve_collection(args.collection)
+        docs = [doc for _, doc in zip(range(args.docs), folder.corpus().values())]
+        adapter = RepLlamaDocumentEncoder(args.checkpoint, device="cpu")
+    except UserError as e:  # a missing collection or checkpoint: one line, as the CLIs say it
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     encoder = adapter.encoder
     lengths = [len(r) for r in encoder.passage_token_ids([(d.title, d.text) for d in docs], args.max_length)]
 
@@ -95,8 +101,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "checkpoint": args.checkpoint, "collection": folder.root.name, "docs": len(docs),
         "real_tokens": sum(lengths), "batch_size": args.batch_size, "max_length": args.max_length,
         "max_padding": bounds["on"], "rounds": args.rounds, "results": rows}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as e:
+        print(f"error: {args.output}: cannot write the report ({e.strerror or e})", file=sys.stderr)
+        return 1
     print(f"{'path':<26} {'off s':>7} {'on s':>7} {'speed-up':>8} {'padded off':>10} {'padded on':>10} {'max diff':>9}")
     for r in rows:
         print(f"{r['path']:<26} {r['seconds_off']:>7.1f} {r['seconds_on']:>7.1f} {r['speedup']:>7.2f}x "
