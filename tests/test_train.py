@@ -473,3 +473,23 @@ def test_a_bidirectional_model_keeps_the_padding_mask_in_training():
         got = last_hidden_states(model.train(), batch, "right")
     real = batch["attention_mask"].bool()
     assert torch.allclose(want[real], got[real], atol=1e-5)
+
+
+def test_eos_token_is_the_pooled_token_and_travels_with_the_checkpoint(base_embedding, beir, tmp_path):
+    """--eos-token names the token rows end with; the checkpoint's tokenizer keeps it, a stage trained from that
+    checkpoint inherits it, and the encoder appends it; a token outside the vocabulary is refused by name."""
+    from pyserini_llama.encoders.repllama import RepLlamaEncoder
+    from pyserini_llama.train import repllama
+
+    run = ("--max-steps", "1", "--save-steps", "0")
+    repllama.main(_argv(base_embedding, beir, tmp_path / "weak", "--eos-token", "<s>", *run))
+    repllama.main(_argv(tmp_path / "weak", beir, tmp_path / "fine", *run))
+    for folder in ("weak", "fine"):
+        assert json.loads((tmp_path / folder / "tokenizer_config.json").read_text())["eos_token"] == "<s>"
+        encoder = RepLlamaEncoder.from_checkpoint(str(tmp_path / folder))
+        (row,) = encoder.query_token_ids(["protein"])
+        assert row[-1] == encoder.tokenizer.convert_tokens_to_ids("<s>") == 1
+
+    with pytest.raises(UserError, match=r"argument --eos-token: '<\|im_end\|>' is not one entry"):
+        repllama.main(_argv(base_embedding, beir, tmp_path / "bad", "--eos-token", "<|im_end|>", *run))
+

@@ -97,6 +97,10 @@ class ModelArguments:
                                 "of compilation")
     trust_remote_code: bool = _opt(False, "allow model code shipped inside a checkpoint to run (only for "
                                           "checkpoints you trust)")
+    eos_token: Optional[str] = _opt(None, "make this vocabulary entry the tokenizer's EOS: the token appended to "
+                                          "every row and pooled (RepLLaMA, RankLLaMA) and ending LLaRA's prompts; "
+                                          "it is saved with the checkpoint's tokenizer, so inference appends the "
+                                          "same token (default: the tokenizer's own EOS)", type=str)
 
 
 @dataclass

@@ -18,8 +18,9 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
+from ..errors import UserError
 from .arguments import LORA_TARGET_MODULES
 
 PEFT_TASK = {"embedding": "FEATURE_EXTRACTION", "sequence-classification": "SEQ_CLS",
@@ -27,7 +28,8 @@ PEFT_TASK = {"embedding": "FEATURE_EXTRACTION", "sequence-classification": "SEQ_
 
 
 def load_base_model(name_or_path: str, task: str, dtype: str, device: str, full: bool,
-                    gradient_checkpointing: bool = True, trust_remote_code: bool = False):
+                    gradient_checkpointing: bool = True, trust_remote_code: bool = False,
+                    eos_token: Optional[str] = None):
     """The base model and tokenizer for ``task``; LoRA keeps frozen weights in ``dtype``, full fine-tuning in
     float32 (AdamW updates are too small for bf16; autocast runs the matmuls in bf16 either way). A checkpoint
     with an adapter is merged first, so training can continue from any checkpoint (a new adapter then goes on
@@ -37,9 +39,22 @@ def load_base_model(name_or_path: str, task: str, dtype: str, device: str, full:
     loaded = load_checkpoint(name_or_path, task=task, device=device, dtype="float32" if full else dtype,
                              trust_remote_code=trust_remote_code, training=True,
                              gradient_checkpointing=gradient_checkpointing)
+    if eos_token is not None:
+        use_eos_token(loaded.tokenizer, eos_token)
     if task == "sequence-classification":
         loaded.model.config.pad_token_id = loaded.tokenizer.pad_token_id  # the score head finds the last token
     return loaded.model, loaded.tokenizer
+
+
+def use_eos_token(tokenizer, token: str) -> None:
+    """Make ``token`` (one vocabulary entry) the EOS that rows end with and that RepLLaMA pools.
+
+    Which entry a tokenizer calls EOS can depend on the transformers release that read it (SmolLM2's GGUF:
+    ``<|im_start|>`` under 5.17, ``<|im_end|>`` under 5.24), so a recipe names the token it trains with."""
+    if token not in tokenizer.get_vocab():
+        raise UserError(f"argument --eos-token: {token!r} is not one entry of the tokenizer's vocabulary "
+                        f"(its EOS is {tokenizer.eos_token!r})")
+    tokenizer.eos_token = token
 
 
 def compile_layers(model) -> int:

@@ -93,7 +93,7 @@ def _train(args: TrainArguments, spec: TaskSpec, dist_info: DistInfo) -> dict:
 
     torch.manual_seed(t.seed)  # identical initial weights (LoRA, score head, new tokens) on every rank
     model, tokenizer = load_base_model(m.model, spec.task, m.dtype, device, m.full, m.gradient_checkpointing,
-                                       m.trust_remote_code)
+                                       m.trust_remote_code, m.eos_token)
     if spec.prepare_model is not None:
         spec.prepare_model(model, tokenizer, args)
     config = spec.checkpoint_config(args, tokenizer)
