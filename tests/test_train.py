@@ -493,3 +493,22 @@ def test_eos_token_is_the_pooled_token_and_travels_with_the_checkpoint(base_embe
     with pytest.raises(UserError, match=r"argument --eos-token: '<\|im_end\|>' is not one entry"):
         repllama.main(_argv(base_embedding, beir, tmp_path / "bad", "--eos-token", "<|im_end|>", *run))
 
+
+@pytest.mark.parametrize("out_features, in_features, r, rank", [(96, 40, 16, 4), (40, 96, 24, 8), (1, 40, 8, 1)])
+def test_truncation_equals_the_full_svd_of_the_update(out_features, in_features, r, rank):
+    """Flattening to a rank decomposes a small core, not the whole update: the same approximation and error as
+    the SVD of ``B @ A`` itself."""
+    from pyserini_llama.train.flatten import truncate
+
+    generator = torch.Generator().manual_seed(out_features)
+    b = torch.randn(out_features, r, generator=generator, dtype=torch.float64) * torch.logspace(0, -2, r,
+                                                                                                 dtype=torch.float64)
+    a = torch.randn(r, in_features, generator=generator, dtype=torch.float64)
+    delta = b @ a
+    u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+    want = (u[:, :rank] * s[:rank]) @ vh[:rank]
+    got_b, got_a, error = truncate(b, a, rank)
+    assert got_b.shape == (out_features, min(rank, out_features)) and got_a.shape == (min(rank, out_features),
+                                                                                        in_features)
+    assert torch.allclose(got_b @ got_a, want, atol=1e-10)
+    assert error == pytest.approx(float(torch.linalg.norm(delta - want) / torch.linalg.norm(delta)), abs=1e-9)
