@@ -3,6 +3,7 @@
 #
 #   scripts/reproduce_small.sh cpu   # a machine with Java (Pyserini): BM25 negatives and BM25 runs -> $CARRY
 #   scripts/reproduce_small.sh gpu   # one GPU (no Java, no faiss needed): training, dense negatives, evaluation
+#                                    # (one H200: about 26 minutes, results/raw/experiments/eos/im_start/one_gpu_time.json)
 #
 # CPU part (writes only small gzipped files under $CARRY, the folder to bring to the GPU machine):
 #   c1. SciFact development split: 10% of the train queries held out (scripts/dev_split.py) -> $WORK/beir-scifact-dev
@@ -40,7 +41,7 @@
 # script's time, let one run go to the end.
 #
 # Knobs (environment): PYTHON, DATA_DIR (collections: beir-scifact, cranfield, debian-descriptions), WORK, CARRY,
-# CKPT, RESULTS, PACKAGE, PACKAGE_RANK, BASE, DEBIAN_QUERIES, RERANK_QUERIES, WEAK_BATCH, WEAK_LR, GROUP,
+# CKPT, RESULTS, PACKAGE, PACKAGE_RANK, BASE, EOS (the pooled token), DEBIAN_QUERIES, RERANK_QUERIES, WEAK_BATCH, WEAK_LR, GROUP,
 # BUCKET (tokens per bucketed chunk), SCIFACT_EPOCHS, SCIFACT_PSEUDO (none|title), RERANK_EPOCHS, OTHER_POSITIVES,
 # LLARA_STEPS, LLARA_BATCH, LLARA_LR, RERANK_INIT (dense|base|llara), COMPILE (1: torch.compile every
 # trainer), PARALLEL, GPUS, DEVICE, TRAIN_ARGS (appended to every trainer), SMOKE=1 (tiny settings for a CPU run on
@@ -63,7 +64,7 @@ if [ "$SMOKE" = 1 ]; then  # a CPU run of every step on a tiny model: the script
   : "${SCIFACT_EPOCHS:=1}" "${RERANK_EPOCHS:=1}" "${LLARA_STEPS:=2}" "${LLARA_BATCH:=4}" "${COMPILE:=0}"
   : "${DEVICE:=cpu}" "${SCIFACT_BATCH:=2}" "${HITS:=20}" "${RERANK_DEPTH:=5}" "${OTHER_POSITIVES:=1}"
   : "${TRAIN_ARGS:=--dtype float32 --max-steps 2 --query-max-length 16 --passage-max-length 32 --warmup-steps 0}"
-  : "${LLARA_ARGS:=--dtype float32 --max-length 160}"
+  : "${LLARA_ARGS:=--dtype float32 --max-length 160}" "${EOS=}"
 fi
 DEBIAN_QUERIES=${DEBIAN_QUERIES:-10000}   # weak RepLLaMA queries (g1 on an H200: 209 s with these trainers,
                                           # results/raw/experiments/scifact-pseudo-title/timings.tsv; 389 s before)
@@ -84,6 +85,9 @@ LLARA_LR=${LLARA_LR:-5e-5}
 LLARA_ARGS=${LLARA_ARGS:-}
 RERANK_INIT=${RERANK_INIT:-dense}
 PACKAGE_RANK=${PACKAGE_RANK:-32}
+# the token every trainer ends its rows with (RepLLaMA pools it): the one the packaged checkpoints were trained with.
+# Which entry SmolLM2's tokenizer calls EOS depends on the transformers release (results/NOTES.md); empty: its own
+EOS=${EOS-<|im_start|>}
 COMPILE=${COMPILE:-1}
 PARALLEL=${PARALLEL:-0}
 read -r -a GPU_LIST <<< "${GPUS:-}"
@@ -187,8 +191,10 @@ dev_split
 train() {  # module output args...: one trainer, resumable
   local module=$1 out=$2; shift 2
   "$PY" -m "pyserini_llama.train.$module" --output "$out" --device "$DEVICE" --save-steps 50 --resume \
-    --no-progress "$@" $TRAIN_ARGS
+    --no-progress "${eos[@]}" "$@" $TRAIN_ARGS
 }
+eos=()
+[ -n "$EOS" ] && eos=(--eos-token "$EOS")
 fast=(--no-gradient-checkpointing --bucket-tokens "$BUCKET")  # every trainer: a 135M model leaves memory to spare
 [ "$COMPILE" = 1 ] && fast+=(--compile)
 weak=(--collection "$DATA/debian-descriptions" --split train --max-queries "$DEBIAN_QUERIES" --epochs 1
@@ -211,7 +217,7 @@ in_phase g2-llara-adaptation "$(done_model "$CKPT/llara-adapted")" "$PY" -m pyse
   --model "$BASE" --corpus "$DATA/debian-descriptions" "$DATA/beir-scifact" "$DATA/cranfield" \
   --output "$CKPT/llara-adapted" --device "$DEVICE" --max-steps "$LLARA_STEPS" --batch-size "$LLARA_BATCH" \
   --learning-rate "$LLARA_LR" --warmup-steps 25 --max-length 128 --chunk-words 64 --no-gradient-checkpointing \
-  --save-steps 100 --resume --no-progress $LLARA_ARGS
+  --save-steps 100 --resume --no-progress "${eos[@]}" $LLARA_ARGS
 finish_phase
 
 # phase 2: dense negatives from the weak model (the papers: hard negatives from the dense retriever's top 200)
@@ -271,8 +277,10 @@ step g8-choose "$RESULTS/dev_choice.json" "$PY" scripts/choose_on_dev.py --dev "
 # the checkpoints to ship: each chain (e.g. SciFact fine-tune -> Debian model -> base) as one adapter of rank
 # $PACKAGE_RANK (train/flatten.py; SVD, its relative error in $RESULTS/flatten.*.json), the size of one trained adapter
 package() {  # chain output
-  "$PY" -m pyserini_llama.train.flatten --checkpoint "$1" --output "$2" --rank "$PACKAGE_RANK" \
-    > "$RESULTS/flatten.$(basename "$2").json"
+  local report
+  report=$RESULTS/flatten.$(basename "$2").json
+  "$PY" -m pyserini_llama.train.flatten --checkpoint "$1" --output "$2" --rank "$PACKAGE_RANK" > "$report.tmp"
+  mv "$report.tmp" "$report"  # a flatten cut short leaves no report that looks complete
 }
 step g8-package-repllama "$PACKAGE/repllama-smollm2" package "$CKPT/repllama-scifact" "$PACKAGE/repllama-smollm2"
 step g8-package-rankllama "$PACKAGE/rankllama-smollm2" package "$CKPT/rankllama-smollm2" "$PACKAGE/rankllama-smollm2"
@@ -282,14 +290,5 @@ step g9-test "$RESULTS/evaluate_small.json" evaluate "$RESULTS/evaluate_small.js
   --collections beir-scifact cranfield --dense "repllama-smollm2=$PACKAGE/repllama-smollm2" "${dense[@]:1}" \
   --rerankers "rankllama-smollm2=$PACKAGE/rankllama-smollm2" "rankllama-chain=$CKPT/rankllama-smollm2"
 
-"$PY" - "$TIMINGS" "$RESULTS/reproduce_timings.json" <<'EOF'
-import json, sys
-rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
-steps = [{"part": p, "step": s, "seconds": int(t)} for p, s, t in rows]
-gpu = sum(r["seconds"] for r in steps if r["part"] == "gpu")
-json.dump({"steps": steps, "gpu_seconds_sum_of_steps": gpu}, open(sys.argv[2], "w"), indent=1)
-for r in steps:
-    print(f"{r['part']:<4} {r['step']:<40} {r['seconds']:>6} s", file=sys.stderr)
-print(f"GPU steps: {gpu} s in all (parallel phases overlap, so the wall time is less)", file=sys.stderr)
-EOF
+"$PY" scripts/step_times.py --timings "$TIMINGS" --output "$RESULTS/reproduce_timings.json"
 log "done: checkpoints in $CKPT, results in $RESULTS"

@@ -196,3 +196,27 @@ def test_evaluate_small_reads_bm25_runs_made_elsewhere(beir_folder, tmp_path):
     again = _run("evaluate_small.py", "--data-dir", str(beir_folder.parent), "--collections", "toy:train",
                  "--bm25-runs", str(runs), "--runs", str(tmp_path / "work"), "--device", "cpu", "--output", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr  # results are replaced only on --overwrite
+
+
+def test_step_times_sum_the_gpu_steps_and_mark_borrowed_ones(tmp_path):
+    """A run cut before its last steps is completed from an earlier run's times, each borrowed step named as such;
+    a malformed line is one error naming the file and line."""
+    tsv = tmp_path / "timings.tsv"
+    tsv.write_text("cpu\tc2 negatives\t40\ngpu\tg1-repllama-debian\t200\ngpu\tg1-repllama-debian\t210\n"
+                   "gpu\tg2-llara-adaptation\t50\n")
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"steps": [{"part": "gpu", "step": "g1-repllama-debian", "seconds": 389},
+                                             {"part": "gpu", "step": "g9-test", "seconds": 130}]}))
+    out = tmp_path / "times.json"
+    result = _run("step_times.py", "--timings", str(tsv), "--fill", str(earlier), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [(s["step"], s["seconds"], "from" in s) for s in report["steps"]] == [
+        ("c2 negatives", 40, False), ("g1-repllama-debian", 210, False), ("g2-llara-adaptation", 50, False),
+        ("g9-test", 130, True)]
+    assert (report["gpu_seconds_sum_of_steps"], report["measured_gpu_seconds"], report["borrowed_gpu_seconds"]) == \
+        (390, 260, 130)
+    tsv.write_text("gpu\tg1\t12\ngpu\tg2 12 s\n")
+    result = _run("step_times.py", "--timings", str(tsv), "--output", str(out))
+    assert result.returncode == 1 and result.stderr.strip() == \
+        f"error: {tsv}:2: expected 'part<TAB>step<TAB>seconds', got 'gpu\\tg2 12 s'"
