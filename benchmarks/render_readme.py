@@ -241,6 +241,13 @@ def optional_sections() -> list:
                   "The SciFact stages are past 2x (their longer runs spread the compilation over more steps); the "
                   f"Debian RepLLaMA stage, the same {weak['steps'][1]} steps alone on its GPU in both runs, "
                   f"compilation included, is {weak['speedup']}x; the two trainers that shared a GPU gained less.", ""]
+    if present("train-135m-recipe-one-gpu-h200.json"):
+        data = load("train-135m-recipe-one-gpu-h200.json")
+        lines += ["The default recipe on one GPU, every step in sequence (`PARALLEL=0`), against the same run of "
+                  f"the packaged checkpoints. Command: `{data['command']}`. The run shared its machine's CPUs with a "
+                  "second run on the other GPU (the pooled-token ablation of `results/NOTES.md`); its SciFact stages "
+                  "are the default 44 steps, too few to earn back their compilation.", ""] + \
+            recipe_speed_table(data) + [""]
     return lines
 
 
