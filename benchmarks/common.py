@@ -1,5 +1,5 @@
 """What the benchmarks share: the matmul ceilings measured at the start of a run (the denominators of its MFU
-figures) and the command line they record.
+figures), the command line they record, and how their JSON report is written.
 
 ``measure_peaks(device)`` times square products on random data: bf16 (``torch.mm``) and FP8 e4m3 with
 rowwise scales (``torch._scaled_mm``, bf16 out, inputs already quantised, so this is the matmul's own rate):
@@ -12,6 +12,7 @@ Example::
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -74,3 +75,17 @@ def recorded_command(script: str, argv: Optional[Sequence[str]] = None) -> str:
             arg = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else f"<{path.name}>"
         shown.append(arg)
     return " ".join(["python", f"benchmarks/{script}", *shown])
+
+
+def write_report(path, report: dict, indent: int = 2) -> None:
+    """Write ``report`` as JSON at ``path`` whole (a temporary file renamed into place, folders made as needed),
+    or stop with one line naming the path: a benchmark that ran for minutes must not end in a traceback or a
+    half-written report."""
+    from pyserini_llama.data.atomic import atomic_write
+    from pyserini_llama.errors import UserError
+
+    try:
+        with atomic_write(path) as f:
+            f.write(json.dumps(report, indent=indent) + "\n")
+    except (OSError, UserError) as e:
+        raise SystemExit(f"error: {path}: cannot write the report ({getattr(e, 'strerror', None) or e})") from None

@@ -14,7 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import torch
 
+    from common import recorded_command, write_report
     from onnx_cpu import machine, versions
     from pyserini_llama import batching
     from pyserini_llama.data.collections import resolve_collection
@@ -96,17 +96,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "speedup": round(off / on, 3), "padded_tokens_off": padded_tokens(groups, None),
                      "padded_tokens_on": padded_tokens(groups, bounds["on"]),
                      "max_abs_difference": float(np.abs(vectors[path, "off"] - vectors[path, "on"]).max())})
-    report = {"benchmark": "cpu-batching", "command": " ".join(["python benchmarks/cpu_batching.py"] + list(
-        argv if argv is not None else sys.argv[1:])), "machine": machine(), "versions": versions(),
+    report = {"benchmark": "cpu-batching", "command": recorded_command("cpu_batching.py", argv),
+              "machine": machine(), "versions": versions(),
         "checkpoint": args.checkpoint, "collection": folder.root.name, "docs": len(docs),
         "real_tokens": sum(lengths), "batch_size": args.batch_size, "max_length": args.max_length,
         "max_padding": bounds["on"], "rounds": args.rounds, "results": rows}
-    try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-    except OSError as e:
-        print(f"error: {args.output}: cannot write the report ({e.strerror or e})", file=sys.stderr)
-        return 1
+    write_report(args.output, report)
     print(f"{'path':<26} {'off s':>7} {'on s':>7} {'speed-up':>8} {'padded off':>10} {'padded on':>10} {'max diff':>9}")
     for r in rows:
         print(f"{r['path']:<26} {r['seconds_off']:>7.1f} {r['seconds_on']:>7.1f} {r['speedup']:>7.2f}x "

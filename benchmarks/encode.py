@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import measure_peaks, mfu, recorded_command  # noqa: E402
+from common import measure_peaks, mfu, recorded_command, write_report  # noqa: E402
 
 SHAPES: Dict[str, dict] = {
     "llama2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -251,8 +251,7 @@ def main(argv=None) -> int:
                 r["speedup_vs_naive"] = round(r["docs_per_s"] / base["docs_per_s"], 2)
             if reference and r["dtype"] == "fp8":
                 r["speedup_vs_best_bf16"] = round(r["docs_per_s"] / reference["docs_per_s"], 2)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
     print_table(results)
     print(f"wrote {args.output}")
     return 0

@@ -22,7 +22,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -35,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import recorded_command  # noqa: E402
+from common import recorded_command, write_report  # noqa: E402
 
 BUDGET = dict(mean_cosine=0.999, min_cosine=0.99, ndcg10_change=0.005)
 
@@ -234,8 +233,7 @@ def main(argv=None) -> int:
                   budget=BUDGET, within_budget=all(r["encoder"]["within_budget"] and r["reranker"]["within_budget"]
                                                    for r in results),
                   seconds=round(time.perf_counter() - start, 1), results=results)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
     for r in results:
         e, k = r["encoder"], r["reranker"]
         print(f"{r['collection']}: cosine mean {e['cosine_all']['mean']:.5f} min {e['cosine_all']['min']:.5f}; "

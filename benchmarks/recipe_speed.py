@@ -18,6 +18,11 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import recorded_command, write_report  # noqa: E402
+
 
 def read_states(folder: Path) -> dict:
     """``{trainer: (steps, tokens, seconds)}`` from a folder of ``<trainer>.json`` trainer states."""
@@ -54,16 +59,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "speedup": round((t1 / w1) / (t0 / w0), 3)})
     total = [sum(r["tokens"][i] for r in rows) / sum(r["seconds"][i] for r in rows) for i in (0, 1)]
     report = {"benchmark": "small-scale recipe training speed",
-              "command": " ".join(["python benchmarks/recipe_speed.py"] + list(argv if argv is not None
-                                                                                else sys.argv[1:])),
+              "command": recorded_command("recipe_speed.py", argv),
               "before": str(args.before), "after": str(args.after), "rows": rows,
               "all_trainers": {"tokens_per_second": [round(t, 1) for t in total],
                                "speedup": round(total[1] / total[0], 3)}}
-    try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-    except OSError as e:
-        raise SystemExit(f"error: {args.output}: cannot write the report ({e.strerror or e})") from None
+    write_report(args.output, report)
     print(f"{'trainer':<24} {'steps':>9} {'tokens/s before':>16} {'after':>10} {'speed-up':>8}")
     for r in rows:
         print(f"{r['trainer']:<24} {r['steps'][0]:>4}/{r['steps'][1]:<4} {r['tokens_per_second'][0]:>16,.0f} "

@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import recorded_command  # noqa: E402
+from common import recorded_command, write_report  # noqa: E402
 
 LLAMA2_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                  num_key_value_heads=32)
@@ -161,8 +161,7 @@ def main(argv=None) -> int:
                   batch_tokens=args.batch_tokens, model="tiny" if args.tiny else "llama2-7b shape (random weights)",
                   texts=f"{Path(args.collection).name} queries and documents" if args.collection else "synthetic",
                   results=rows)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
     print(" | ".join(f"{r['gpus']} GPU(s): {r['seconds']} s, {r['pairs_per_s']} pairs/s, x{r['speedup']}"
                      for r in rows))
     print(f"wrote {args.output}")

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import recorded_command  # noqa: E402
+from common import recorded_command, write_report  # noqa: E402
 
 GIB = 1 << 30
 
@@ -135,8 +135,7 @@ def main(argv=None) -> int:
             print(f"resident: {json.dumps(report['resident'])}; identical to streamed: {report['identical']}",
                   flush=True)
             del resident
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
     print(f"wrote {args.output}")
     return 0 if report.get("identical", True) else 1
 
