@@ -1,15 +1,20 @@
-"""Encoding on a CPU with and without the padding bound of :mod:`pyserini_llama.batching` (``MAX_PADDING``).
+"""Encoding and reranking on a CPU with and without the padding bound of :mod:`pyserini_llama.batching`
+(``MAX_PADDING``).
 
 Two ways documents reach the encoder: ``pyserini.encode`` hands over batches of ``--batch-size`` documents in
 file order (the plugin's ``RepLlamaDocumentEncoder.encode`` gets each batch), and ``pyserini_llama.encode`` gives
-the whole corpus at once (sorted by length first). Each is timed with the bound off (one batch per token budget,
-padded to its longest row) and on, in interleaved rounds on the same documents; the vectors of the two settings
-are compared (largest absolute difference). Absolute CPU times are noisy on a shared machine; the ratios of one
-run much less so.
+the whole corpus at once (sorted by length first). With ``--pairs N`` the reranker of ``--rerank-backend`` (by default
+``auto``, what the pipeline and the README demo run on a CPU: onnxruntime in the checkpoint's measured CPU
+precision, int8 for the packaged reranker) also scores N query-document pairs (test queries x the same documents)
+in one call, as a rerank does. Each path is timed with the bound off (one
+batch per token budget, padded to its longest row) and on, in interleaved rounds on the same inputs; the outputs
+of the two settings are compared (largest absolute difference of the vectors, or of the scores: a reranker whose
+activations are quantized with one scale per batch scores a pair differently in another batch). Absolute CPU
+times are noisy on a shared machine; the ratios of one run much less so.
 
 Usage::
 
-    python benchmarks/cpu_batching.py --docs 96 --rounds 2 --output benchmarks/results/cpu-batching.json
+    python benchmarks/cpu_batching.py --docs 96 --rounds 2 --pairs 400 --output benchmarks/results/cpu-batching.json
 """
 from __future__ import annotations
 
@@ -34,6 +39,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--max-length", type=int, default=512, help="pyserini.encode's --max-length")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--checkpoint", default="repllama-smollm2")
+    parser.add_argument("--pairs", type=int, default=0, help="also rerank this many pairs (0: encoding only)")
+    parser.add_argument("--reranker", default="rankllama-smollm2")
+    parser.add_argument("--rerank-backend", default="auto", choices=["auto", "onnx", "torch"],
+                        help="auto (default): onnx on a CPU, as the pipeline picks")
     parser.add_argument("--output", required=True, type=Path)
     args = parser.parse_args(argv)
 
@@ -46,16 +55,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from pyserini_llama.encoders.pyserini_adapters import RepLlamaDocumentEncoder
 
     from pyserini_llama.errors import UserError
+    from pyserini_llama.rerankers.onnx import reranker_for_backend
 
     try:
         folder = resolve_collection(args.collection)
         docs = [doc for _, doc in zip(range(args.docs), folder.corpus().values())]
         adapter = RepLlamaDocumentEncoder(args.checkpoint, device="cpu")
+        reranker = reranker_for_backend(args.reranker, args.rerank_backend) if args.pairs else None
+        queries = list(folder.queries("test").values()) if args.pairs else []
     except UserError as e:  # a missing collection or checkpoint: one line, as the CLIs say it
         print(f"error: {e}", file=sys.stderr)
         return 2
     encoder = adapter.encoder
     lengths = [len(r) for r in encoder.passage_token_ids([(d.title, d.text) for d in docs], args.max_length)]
+    # pair k: the (k // len(docs))-th query with the k-th document, round the documents
+    pair_ids = reranker.encode_pairs([queries[(k // len(docs)) % len(queries)] for k in range(args.pairs)],
+                                     [(docs[k % len(docs)].title, docs[k % len(docs)].text)
+                                      for k in range(args.pairs)]) if args.pairs else []
 
     def pyserini_batches():
         return np.concatenate([adapter.encode([d.text for d in docs[i:i + args.batch_size]],
@@ -66,23 +82,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def whole_corpus():
         return encoder.encode_passages([(d.title, d.text) for d in docs], max_length=args.max_length)
 
-    def padded_tokens(groups, bound):
-        return sum(max(lengths[i] for i in batch) * len(batch)
+    def rerank_pairs():
+        return reranker.score_token_ids(pair_ids)
+
+    def padded_tokens(sizes, groups, budget, bound):
+        return sum(max(sizes[i] for i in batch) * len(batch)
                    for group in groups
-                   for batch in batching.plan_batches([lengths[i] for i in group], batching.DEFAULT_TOKENS_PER_BATCH
-                                                      ["cpu"], max_padding=bound)
+                   for batch in batching.plan_batches([sizes[i] for i in group], budget, max_padding=bound)
                    for batch in [[group[j] for j in batch]])
 
-    paths = {"pyserini.encode batches": (pyserini_batches, [list(range(i, min(i + args.batch_size, len(docs))))
-                                                             for i in range(0, len(docs), args.batch_size)]),
-             "whole corpus": (whole_corpus, [list(range(len(docs)))])}
+    encode_budget = batching.DEFAULT_TOKENS_PER_BATCH["cpu"]
+    paths = {"pyserini.encode batches": (pyserini_batches, lengths, encode_budget,
+                                         [list(range(i, min(i + args.batch_size, len(docs))))
+                                          for i in range(0, len(docs), args.batch_size)]),
+             "whole corpus": (whole_corpus, lengths, encode_budget, [list(range(len(docs)))])}
+    if args.pairs:
+        label = f"rerank pairs ({getattr(reranker, 'precision', 'torch')})"
+        paths[label] = (rerank_pairs, [len(r) for r in pair_ids], reranker.batch_tokens, [list(range(args.pairs))])
     bounds = {"off": None, "on": batching.MAX_PADDING["cpu"]}
     seconds = {(p, b): [] for p in paths for b in bounds}
     vectors = {}
     torch.set_grad_enabled(False)
     whole_corpus()  # warm-up, not timed
     for _ in range(args.rounds):
-        for path, (run, _) in paths.items():
+        for path, (run, *_) in paths.items():
             for name, bound in bounds.items():
                 batching.MAX_PADDING["cpu"] = bound
                 start = time.perf_counter()
@@ -90,17 +113,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 seconds[path, name].append(time.perf_counter() - start)
     batching.MAX_PADDING["cpu"] = bounds["on"]
     rows = []
-    for path, (_, groups) in paths.items():
+    for path, (_, sizes, budget, groups) in paths.items():
         off, on = (float(np.median(seconds[path, b])) for b in bounds)
         rows.append({"path": path, "seconds_off": round(off, 2), "seconds_on": round(on, 2),
-                     "speedup": round(off / on, 3), "padded_tokens_off": padded_tokens(groups, None),
-                     "padded_tokens_on": padded_tokens(groups, bounds["on"]),
+                     "speedup": round(off / on, 3), "padded_tokens_off": padded_tokens(sizes, groups, budget, None),
+                     "padded_tokens_on": padded_tokens(sizes, groups, budget, bounds["on"]),
                      "max_abs_difference": float(np.abs(vectors[path, "off"] - vectors[path, "on"]).max())})
+        if path not in ("pyserini.encode batches", "whole corpus"):  # scores: how far apart pairs are anyway
+            rows[-1]["score_std"] = float(np.std(vectors[path, "on"]))
     report = {"benchmark": "cpu-batching", "command": recorded_command("cpu_batching.py", argv),
               "machine": machine(), "versions": versions(),
         "checkpoint": args.checkpoint, "collection": folder.root.name, "docs": len(docs),
         "real_tokens": sum(lengths), "batch_size": args.batch_size, "max_length": args.max_length,
-        "max_padding": bounds["on"], "rounds": args.rounds, "results": rows}
+        "max_padding": bounds["on"], "rounds": args.rounds, "pairs": args.pairs,
+        "reranker": args.reranker if args.pairs else None, "results": rows}
     write_report(args.output, report)
     print(f"{'path':<26} {'off s':>7} {'on s':>7} {'speed-up':>8} {'padded off':>10} {'padded on':>10} {'max diff':>9}")
     for r in rows:

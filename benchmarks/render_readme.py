@@ -316,23 +316,35 @@ def onnx_cpu_section() -> list:
 
 
 def cpu_batching_section() -> list:
-    """``benchmarks/cpu_batching.py``: encoding on a CPU with and without the padding bound."""
+    """``benchmarks/cpu_batching.py``: encoding and reranking on a CPU with and without the padding bound."""
     if not (RESULTS / "cpu-batching.json").exists():
         return []
     data = load("cpu-batching.json")
+    quantized = [  # int8 scores depend on their batch: say how much, against how far apart scores are anyway
+        f"The reranker's scores spread with a standard deviation of {r['score_std']:.2f}, and the two batch plans "
+        f"move one by up to {r['max_abs_difference']:.2f}: {r['path']} scales the inputs of some products once per "
+        "batch (`pyserini_llama/onnxrt/quantize.py`), so a pair's score depends on the pairs batched with it, and "
+        "two reranks that batch differently (another `--batch-tokens`, depth or set of queries) can order a query's "
+        "documents differently. The fidelity tables above measure what that costs in nDCG@10; `int8-token`, `fp32` "
+        "and torch score each pair on its own." for r in data["results"]
+        if "score_std" in r and "int8" in r["path"]]
     return ["## CPU: batches with a padding bound (`benchmarks/cpu_batching.py`)", "",
             f"Command: `{data['command']}`; {data['machine']['cpu']}, {data['machine']['cores']} cores; "
             f"{data['checkpoint']}, torch float32, the first {data['docs']} {data['collection']} documents "
             f"({data['real_tokens']:,} real tokens, `--max-length {data['max_length']}`), median of "
             f"{data['rounds']} interleaved rounds. `pyserini.encode batches` is what the plugin gets from "
             f"`python -m pyserini.encode --batch-size {data['batch_size']}` (documents in file order); `whole "
-            "corpus` is `pyserini_llama.encode` (sorted by length first). Off: one batch per token budget, "
-            f"padded to its longest row; on: a batch also ends before it is {data['max_padding']:.0%} padding "
-            "(`pyserini_llama/batching.py`, on a CPU only).", ""] + table(
+            "corpus` is `pyserini_llama.encode` (sorted by length first)"
+            + (f"; `rerank pairs` is {data['reranker']} scoring {data['pairs']} query-document pairs in one call, "
+               "as a rerank does (the backend the pipeline picks on a CPU), its difference column in scores"
+               if data.get("pairs") else "") +
+            f". Off: one batch per token budget, padded to its longest row; on: a batch also ends before it is "
+            f"{data['max_padding']:.0%} padding (`pyserini_llama/batching.py`, on a CPU only).", ""] + table(
         ["path", "seconds off", "seconds on", "speed-up", "padded tokens off", "padded tokens on",
-         "largest vector difference"],
+         "largest difference off / on"],
         [[r["path"], r["seconds_off"], r["seconds_on"], f"{r['speedup']}x", f"{r['padded_tokens_off']:,}",
-          f"{r['padded_tokens_on']:,}", f"{r['max_abs_difference']:.1e}"] for r in data["results"]]) + [""]
+          f"{r['padded_tokens_on']:,}", f"{r['max_abs_difference']:.1e}"] for r in data["results"]]) + [""] + \
+        (quantized + [""] if quantized else [])
 
 
 def main(argv=None) -> None:

@@ -147,10 +147,14 @@ def test_cpu_batching_smoke_same_vectors_fewer_padded_tokens(tmp_path, beir_fold
 
     encoder = build_tiny_llama(tmp_path / "enc", task="embedding")
     CheckpointConfig(passage_max_length=32, dtype="float32").save(encoder)
+    reranker = build_tiny_llama(tmp_path / "rr", task="sequence-classification", seed=2)
     out = tmp_path / "cpu-batching.json"
     bench("cpu_batching.py", "--checkpoint", str(encoder), "--collection", str(beir_folder), "--docs", "6",
-          "--batch-size", "3", "--max-length", "32", "--rounds", "1", "--output", str(out))
+          "--batch-size", "3", "--max-length", "32", "--rounds", "1", "--pairs", "10", "--reranker", str(reranker),
+          "--rerank-backend", "torch", "--output", str(out))
     report = json.loads(out.read_text())
-    assert [r["path"] for r in report["results"]] == ["pyserini.encode batches", "whole corpus"]
+    assert [r["path"] for r in report["results"]] == ["pyserini.encode batches", "whole corpus",
+                                                      "rerank pairs (torch)"]
+    assert report["pairs"] == 10 and report["reranker"] == str(reranker)
     for r in report["results"]:
         assert r["padded_tokens_on"] <= r["padded_tokens_off"] and r["max_abs_difference"] < 1e-5
