@@ -1,5 +1,5 @@
 """What the benchmarks share: the matmul ceilings measured at the start of a run (the denominators of its MFU
-figures), the command line they record, and how their JSON report is written.
+figures), the command line they record, how their JSON report is written and how its table is printed.
 
 ``measure_peaks(device)`` times square products on random data: bf16 (``torch.mm``) and FP8 e4m3 with
 rowwise scales (``torch._scaled_mm``, bf16 out, inputs already quantised, so this is the matmul's own rate):
@@ -89,3 +89,12 @@ def write_report(path, report: dict, indent: int = 2) -> None:
             f.write(json.dumps(report, indent=indent) + "\n")
     except (OSError, UserError) as e:
         raise SystemExit(f"error: {path}: cannot write the report ({getattr(e, 'strerror', None) or e})") from None
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A plain-text table on stdout, each column as wide as its widest cell: the first left-aligned (labels), the
+    others right-aligned (numbers, already formatted)."""
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) if i == 0 else str(cell).rjust(width)
+                        for i, (cell, width) in enumerate(zip(row, widths))))

@@ -48,7 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import torch
 
-    from common import recorded_command, write_report
+    from common import print_table, recorded_command, write_report
     from onnx_cpu import machine, versions
     from pyserini_llama import batching
     from pyserini_llama.data.collections import resolve_collection
@@ -128,10 +128,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "max_padding": bounds["on"], "rounds": args.rounds, "pairs": args.pairs,
         "reranker": args.reranker if args.pairs else None, "results": rows}
     write_report(args.output, report)
-    print(f"{'path':<26} {'off s':>7} {'on s':>7} {'speed-up':>8} {'padded off':>10} {'padded on':>10} {'max diff':>9}")
-    for r in rows:
-        print(f"{r['path']:<26} {r['seconds_off']:>7.1f} {r['seconds_on']:>7.1f} {r['speedup']:>7.2f}x "
-              f"{r['padded_tokens_off']:>10,} {r['padded_tokens_on']:>10,} {r['max_abs_difference']:>9.2e}")
+    print_table(["path", "off s", "on s", "speed-up", "padded off", "padded on", "max diff"],
+                [[r["path"], f"{r['seconds_off']:.1f}", f"{r['seconds_on']:.1f}", f"{r['speedup']:.2f}x",
+                  f"{r['padded_tokens_off']:,}", f"{r['padded_tokens_on']:,}", f"{r['max_abs_difference']:.2e}"]
+                 for r in rows])
     print(f"{len(docs)} documents, {sum(lengths):,} real tokens")
     return 0
 

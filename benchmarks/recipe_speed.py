@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import recorded_command, write_report  # noqa: E402
+from common import print_table, recorded_command, write_report  # noqa: E402
 
 
 def read_states(folder: Path) -> dict:
@@ -64,11 +64,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "all_trainers": {"tokens_per_second": [round(t, 1) for t in total],
                                "speedup": round(total[1] / total[0], 3)}}
     write_report(args.output, report)
-    print(f"{'trainer':<24} {'steps':>9} {'tokens/s before':>16} {'after':>10} {'speed-up':>8}")
-    for r in rows:
-        print(f"{r['trainer']:<24} {r['steps'][0]:>4}/{r['steps'][1]:<4} {r['tokens_per_second'][0]:>16,.0f} "
-              f"{r['tokens_per_second'][1]:>10,.0f} {r['speedup']:>7.2f}x")
-    print(f"{'all trainers':<24} {'':>9} {total[0]:>16,.0f} {total[1]:>10,.0f} {total[1] / total[0]:>7.2f}x")
+    print_table(["trainer", "steps", "tokens/s before", "after", "speed-up"],
+                [[r["trainer"], f"{r['steps'][0]}/{r['steps'][1]}", f"{r['tokens_per_second'][0]:,.0f}",
+                  f"{r['tokens_per_second'][1]:,.0f}", f"{r['speedup']:.2f}x"] for r in rows]
+                + [["all trainers", "", f"{total[0]:,.0f}", f"{total[1]:,.0f}", f"{total[1] / total[0]:.2f}x"]])
     return 0
 
 

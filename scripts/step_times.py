@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -24,7 +25,7 @@ def read_timings(path: Path) -> List[dict]:
     """The steps of a ``timings.tsv``, in the order they finished (a step run twice keeps its last time)."""
     steps = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is no reason to fail
     except (OSError, UnicodeDecodeError) as e:
         raise SystemExit(f"error: {path}: cannot read the step times ({getattr(e, 'strerror', None) or e})") from None
     for number, line in enumerate(lines, start=1):
@@ -68,9 +69,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.fill:
         report.update(measured_gpu_seconds=gpu_sum(measured), borrowed_gpu_seconds=gpu_sum(borrowed),
                       command=" ".join(["python scripts/step_times.py", *(argv if argv is not None else sys.argv[1:])]))
+    tmp = args.output.with_name(f".{args.output.name}.tmp")
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, args.output)  # whole or not at all
     except OSError as e:
         raise SystemExit(f"error: {args.output}: cannot write the step times ({e.strerror or e})") from None
     for r in steps:
