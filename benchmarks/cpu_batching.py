@@ -63,6 +63,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         adapter = RepLlamaDocumentEncoder(args.checkpoint, device="cpu")
         reranker = reranker_for_backend(args.reranker, args.rerank_backend) if args.pairs else None
         queries = list(folder.queries("test").values()) if args.pairs else []
+        if args.pairs < 0 or (args.pairs and not (queries and docs)):
+            raise UserError(f"--pairs {args.pairs}: needs a non-negative count, test queries and documents")
     except UserError as e:  # a missing collection or checkpoint: one line, as the CLIs say it
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -96,9 +98,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                          [list(range(i, min(i + args.batch_size, len(docs))))
                                           for i in range(0, len(docs), args.batch_size)]),
              "whole corpus": (whole_corpus, lengths, encode_budget, [list(range(len(docs)))])}
-    if args.pairs:
-        label = f"rerank pairs ({getattr(reranker, 'precision', 'torch')})"
-        paths[label] = (rerank_pairs, [len(r) for r in pair_ids], reranker.batch_tokens, [list(range(args.pairs))])
+    scored = f"rerank pairs ({getattr(reranker, 'precision', 'torch')})" if args.pairs else None
+    if scored:
+        paths[scored] = (rerank_pairs, [len(r) for r in pair_ids], reranker.batch_tokens, [list(range(args.pairs))])
     bounds = {"off": None, "on": batching.MAX_PADDING["cpu"]}
     seconds = {(p, b): [] for p in paths for b in bounds}
     vectors = {}
@@ -119,10 +121,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                      "speedup": round(off / on, 3), "padded_tokens_off": padded_tokens(sizes, groups, budget, None),
                      "padded_tokens_on": padded_tokens(sizes, groups, budget, bounds["on"]),
                      "max_abs_difference": float(np.abs(vectors[path, "off"] - vectors[path, "on"]).max())})
-        if path not in ("pyserini.encode batches", "whole corpus"):  # scores: how far apart pairs are anyway
+        if path == scored:  # scores: how far apart pairs are anyway
             rows[-1]["score_std"] = float(np.std(vectors[path, "on"]))
     report = {"benchmark": "cpu-batching", "command": recorded_command("cpu_batching.py", argv),
-              "machine": machine(), "versions": versions(),
+        "machine": machine(), "versions": versions(),
         "checkpoint": args.checkpoint, "collection": folder.root.name, "docs": len(docs),
         "real_tokens": sum(lengths), "batch_size": args.batch_size, "max_length": args.max_length,
         "max_padding": bounds["on"], "rounds": args.rounds, "pairs": args.pairs,
